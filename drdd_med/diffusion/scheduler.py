@@ -1,0 +1,236 @@
+"""DRDDScheduler: the coefficients and update rules of both DRDD stages (METHOD.md §2-§3, §6).
+
+Variable -> symbol table (the paper's notation; METHOD.md §1):
+
+==================  =========================================================
+``abar``            DDPM cumulative product ā_t = prod_{i<=t} (1 - b_i)
+``noise_coef``      β̄_t = noise_level * sqrt(1 - ā_t), noise-stage std
+``residual_coef``   ᾱ_t = 1 - sqrt(ā_t) (optionally / ᾱ_{T-1}), residual fraction
+``sigma_n``         β̄_{T-1}: the fixed noise of the residual stage and the sampler's starting std
+``t``, ``s``        current and next timestep of a sampling step; ``s = -1`` is the clean image
+==================  =========================================================
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.schedulers import Scheduler
+from monai.utils import unsqueeze_right
+
+from drdd_med.diffusion.anchor import source_anchor
+
+__all__ = ["DRDDScheduler", "RESIDUAL_SCHEDULES", "TIME_SCALE"]
+
+#: Accepted values of ``residual_schedule``.
+RESIDUAL_SCHEDULES = ("normalized", "code")
+#: The networks' time inputs are ``TIME_SCALE * coefficient`` (reference-code convention, METHOD.md §2).
+TIME_SCALE = 1000.0
+
+
+class DRDDScheduler(Scheduler):
+    """Coefficients, forward processes and reverse steps of Decoupled Residual Denoising Diffusion.
+
+    Both stages share one DDPM beta schedule (``linear_beta`` 1e-4..0.02 by default, as the reference code):
+
+    - noise stage (Eq. 3 of the paper, variance exploding): ``x_t = x0 + noise_coef[t] * noise``;
+    - residual stage at the fixed end-of-noise level ``sigma_n = noise_coef[T-1]``:
+      ``x_t = x0 + sigma_n * noise + residual_coef[t] * (source - x0)``.
+
+    ``residual_schedule="normalized"`` (default) divides ᾱ_t by ᾱ_{T-1} so that ``residual_coef[T-1] == 1``, the
+    paper's condition; the sampler's start ``source + sigma_n * z`` is then exactly the residual stage's endpoint.
+    ``"code"`` keeps the reference code's raw values (ᾱ_{T-1} = 0.99365), which leaves 0.635 % of the residual in
+    the output of a perfect model (about 10 HU in MR->CT; METHOD.md §6.4).
+
+    Args:
+        num_train_timesteps: T, the number of training steps of each stage.
+        noise_level: scale of the noise schedule; ``sigma_n = noise_level * sqrt(1 - ā_{T-1})`` (≈ noise_level).
+            Values above 1 are allowed (METHOD.md §6.3).
+        residual_schedule: ``"normalized"`` or ``"code"`` (see above).
+        schedule: name of a MONAI ``NoiseSchedules`` beta schedule.
+        schedule_args: keyword arguments of the beta schedule (e.g. ``beta_start``, ``beta_end``).
+
+    Example:
+        >>> sched = DRDDScheduler()
+        >>> round(float(sched.noise_coef[499]), 4), float(sched.residual_coef[-1])
+        (0.9599, 1.0)
+    """
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        noise_level: float = 1.0,
+        residual_schedule: str = "normalized",
+        schedule: str = "linear_beta",
+        **schedule_args,
+    ) -> None:
+        if int(num_train_timesteps) < 2:
+            raise ValueError(f"num_train_timesteps must be >= 2, got {num_train_timesteps}.")
+        if not float(noise_level) > 0:
+            raise ValueError(f"noise_level must be > 0, got {noise_level}; 1.0 is the paper's default.")
+        if residual_schedule not in RESIDUAL_SCHEDULES:
+            raise ValueError(f"residual_schedule must be one of {RESIDUAL_SCHEDULES}, got {residual_schedule!r}.")
+        super().__init__(num_train_timesteps=num_train_timesteps, schedule=schedule, **schedule_args)
+        self.noise_level = float(noise_level)
+        self.residual_schedule = residual_schedule
+        self.time_scale = TIME_SCALE
+
+        # Coefficients are computed once, in float64, from the (float32) MONAI betas (METHOD.md §2).
+        abar = torch.cumprod(1.0 - self.betas.double(), dim=0)
+        noise_coef = self.noise_level * torch.sqrt(1.0 - abar)
+        residual_coef = 1.0 - torch.sqrt(abar)
+        if residual_schedule == "normalized":
+            residual_coef = residual_coef / residual_coef[-1]
+        self._noise_coef64 = noise_coef
+        self._residual_coef64 = residual_coef
+        self.register_buffer("abar", abar.float(), persistent=False)
+        self.register_buffer("noise_coef", noise_coef.float(), persistent=False)
+        self.register_buffer("residual_coef", residual_coef.float(), persistent=False)
+        self.residual_timesteps = self.timesteps_for(2)
+        self.noise_timesteps = self.timesteps_for(2)
+
+    # ------------------------------------------------------------------ coefficients and time inputs
+    @property
+    def sigma_n(self) -> float:
+        """The residual stage's fixed noise std β̄_{T-1}, which is also the sampler's starting noise std."""
+        return float(self._noise_coef64[-1])
+
+    def noise_coef_at(self, t: int) -> float:
+        """β̄_t as a Python float; ``t = -1`` is the clean image (0)."""
+        return 0.0 if t < 0 else float(self._noise_coef64[t])
+
+    def residual_coef_at(self, t: int) -> float:
+        """ᾱ_t as a Python float; ``t = -1`` is the clean image (0)."""
+        return 0.0 if t < 0 else float(self._residual_coef64[t])
+
+    def time_input_residual(self, t: torch.Tensor | int) -> torch.Tensor:
+        """Residual-net time input ``1000 * residual_coef[t]`` (float32 tensor shaped like ``t``)."""
+        t = torch.as_tensor(t, device=self.residual_coef.device)
+        return self.time_scale * self.residual_coef[t]
+
+    def time_input_noise(self, t: torch.Tensor | int) -> torch.Tensor:
+        """Noise-net time input ``1000 * noise_coef[t] / noise_level`` (unit level: the reference convention)."""
+        t = torch.as_tensor(t, device=self.noise_coef.device)
+        return self.time_scale * self.noise_coef[t] / self.noise_level
+
+    # ------------------------------------------------------------------ forward processes
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Noise-stage forward process ``x0 + noise_coef[t] * noise`` (variance exploding; METHOD.md §3.1).
+
+        Args:
+            original_samples: x0, (B, C, *spatial) float in [-1, 1].
+            noise: ε, same shape, standard Gaussian.
+            timesteps: (B,) integer timesteps in [0, T).
+
+        Returns:
+            x_t, same shape as ``original_samples``.
+        """
+        coef = self._gather(self.noise_coef, timesteps, original_samples)
+        return original_samples + coef * noise
+
+    def add_residual(
+        self, original_samples: torch.Tensor, source: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor:
+        """Residual-stage forward process ``x0 + sigma_n * noise + residual_coef[t] * (anchor(source) - x0)``.
+
+        Args:
+            original_samples: x0, (B, Ct, *spatial) float in [-1, 1].
+            source: (B, Cs, *spatial) source image; reduced to its anchor channels (``source_anchor``).
+            noise: ε, same shape as x0, standard Gaussian (fixed level ``sigma_n``; METHOD.md §3.2).
+            timesteps: (B,) integer timesteps in [0, T).
+
+        Returns:
+            x_t, same shape as ``original_samples``.
+        """
+        anchor = source_anchor(source, original_samples.shape[1])
+        coef = self._gather(self.residual_coef, timesteps, original_samples)
+        return original_samples + self.sigma_n * noise + coef * (anchor - original_samples)
+
+    # ------------------------------------------------------------------ sampling
+    def timesteps_for(self, num_steps: int) -> list[int]:
+        """The DDIM sub-sequence ``int(linspace(-1, T-1, n+1))`` reversed, e.g. n=2 -> [999, 499, -1].
+
+        Args:
+            num_steps: number of reverse steps n, 1 <= n <= T.
+
+        Returns:
+            n + 1 timesteps from T-1 down to -1 (the clean image).
+        """
+        if not 1 <= int(num_steps) <= self.num_train_timesteps:
+            raise ValueError(f"number of steps must be in [1, {self.num_train_timesteps}], got {num_steps}.")
+        grid = torch.linspace(-1, self.num_train_timesteps - 1, int(num_steps) + 1, dtype=torch.float64)
+        return [int(v) for v in grid.flip(0)]
+
+    def timestep_pairs(self, num_steps: int) -> list[tuple[int, int]]:
+        """Consecutive (t, s) pairs of ``timesteps_for(num_steps)``."""
+        ts = self.timesteps_for(num_steps)
+        return list(zip(ts[:-1], ts[1:]))
+
+    def set_timesteps(
+        self, residual_steps: int = 2, noise_steps: int = 2, device: str | torch.device | None = None
+    ) -> None:
+        """Store the sampling sub-sequences of both stages (``residual_timesteps``, ``noise_timesteps``).
+
+        Args:
+            residual_steps: number of residual-stage steps (>= 1).
+            noise_steps: number of noise-stage steps (>= 1).
+            device: device of ``self.timesteps`` (the concatenated sequence, MONAI convention).
+        """
+        self.residual_timesteps = self.timesteps_for(residual_steps)
+        self.noise_timesteps = self.timesteps_for(noise_steps)
+        self.num_inference_steps = int(residual_steps) + int(noise_steps)
+        self.timesteps = torch.tensor(self.residual_timesteps[:-1] + self.noise_timesteps[:-1], device=device)
+
+    def step_residual(self, residual_pred: torch.Tensor, t: int, s: int, sample: torch.Tensor) -> torch.Tensor:
+        """Deterministic residual step ``x - (ᾱ_t - ᾱ_s) * r̂`` (Alg. 2; the noise is left untouched).
+
+        Args:
+            residual_pred: r̂, predicted ``anchor(source) - x0``, shaped like ``sample``.
+            t: current timestep.
+            s: next timestep (< t; -1 for the last step, which makes it an x0-prediction of the residual).
+            sample: current state x_t.
+        """
+        return sample - (self.residual_coef_at(t) - self.residual_coef_at(s)) * residual_pred
+
+    def noise_step_sigma(self, t: int, s: int, eta: float) -> float:
+        """Std of the fresh noise of a noise step: ``sqrt(eta * (β̄_t² - β̄_s²) * β̄_s² / β̄_t²)``.
+
+        The paper puts ``eta`` on the variance (METHOD.md §6.1); it equals standard DDIM for eta in {0, 1}.
+        """
+        b_t, b_s = self.noise_coef_at(t), self.noise_coef_at(s)
+        return (max(eta, 0.0) * (b_t**2 - b_s**2) * b_s**2 / b_t**2) ** 0.5
+
+    def step_noise(
+        self,
+        noise_pred: torch.Tensor,
+        t: int,
+        s: int,
+        sample: torch.Tensor,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """DDIM noise step ``x - (β̄_t - sqrt(β̄_s² - σ²)) * ε̂ + σ * ξ`` (Alg. 2; eta = 0 is deterministic).
+
+        Args:
+            noise_pred: ε̂, predicted noise, shaped like ``sample``.
+            t: current timestep.
+            s: next timestep (< t; -1 for the last step).
+            sample: current state x_t.
+            eta: stochasticity in [0, 1].
+            generator: random generator for ξ (only used when eta > 0).
+        """
+        sigma = self.noise_step_sigma(t, s, eta)
+        b_t, b_s = self.noise_coef_at(t), self.noise_coef_at(s)
+        out = sample - (b_t - (b_s**2 - sigma**2) ** 0.5) * noise_pred
+        if sigma > 0:
+            gen_device = generator.device if generator is not None else sample.device
+            xi = torch.randn(sample.shape, generator=generator, device=gen_device, dtype=sample.dtype)
+            out = out + sigma * xi.to(sample.device)
+        return out
+
+    @staticmethod
+    def _gather(coef: torch.Tensor, timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        timesteps = torch.as_tensor(timesteps, device=coef.device).long()
+        if timesteps.ndim != 1 or timesteps.shape[0] not in (1, like.shape[0]):
+            raise ValueError(f"timesteps must be 1-D with 1 or B={like.shape[0]} entries, got {tuple(timesteps.shape)}.")
+        values = coef[timesteps].to(device=like.device, dtype=like.dtype)
+        return unsqueeze_right(values, like.ndim)

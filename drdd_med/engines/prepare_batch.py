@@ -1,0 +1,161 @@
+"""Prepare-batch objects turning dictionary batches into ``(inputs, target, args, kwargs)`` for MONAI trainers.
+
+Each pairs with a stage inferer (:mod:`drdd_med.engines.stage_inferers`) that applies the forward process and
+calls the network, so a stock ``monai.engines.SupervisedTrainer`` trains each stage unchanged:
+
+=========================  ==========================  ===============================  =======================
+prepare-batch              stage inferer               regression target                batch keys
+=========================  ==========================  ===============================  =======================
+``NoisePrepareBatch``      ``NoiseStageInferer``       ε                                target [, source]
+``ResidualPrepareBatch``   ``ResidualStageInferer``    anchor(source) - target          source, target
+``CoupledPrepareBatch``    ``CoupledStageInferer``     cat[anchor(source) - target, ε]  source, target
+``RegressionPrepareBatch`` ``RegressionInferer``       target                           source, target
+=========================  ==========================  ===============================  =======================
+
+Randomness (timesteps, noise) is drawn from an optional ``torch.Generator`` for reproducible runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from monai.engines.utils import DiffusionPrepareBatch, PrepareBatch
+
+from drdd_med.diffusion.anchor import residual_target
+from drdd_med.diffusion.scheduler import DRDDScheduler
+from drdd_med.keys import SOURCE, TARGET
+from drdd_med.networks.checks import check_finite, check_same_spatial
+
+__all__ = ["NoisePrepareBatch", "ResidualPrepareBatch", "CoupledPrepareBatch", "RegressionPrepareBatch", "get_item"]
+
+
+def get_item(batchdata: Any, key: str, device: Any, non_blocking: bool, **kwargs: Any) -> torch.Tensor:
+    """``batchdata[key]`` moved to ``device`` and checked for NaN/inf; ValueError naming the key when absent."""
+    if not isinstance(batchdata, Mapping):
+        raise ValueError(f"expected a dictionary batch with key {key!r}, got {type(batchdata).__name__}.")
+    if key not in batchdata:
+        raise ValueError(f"batch has no key {key!r} (keys: {sorted(batchdata)}); set the prepare-batch's *_key.")
+    value = batchdata[key]
+    value = torch.as_tensor(value).to(device=device, non_blocking=non_blocking, **kwargs)
+    check_finite(f"batch[{key!r}]", value)
+    return value
+
+
+class _SchedulerPrepareBatch(DiffusionPrepareBatch):
+    """DiffusionPrepareBatch hooks (``get_noise``, ``get_timesteps``, ``get_target``) with a seeded generator."""
+
+    def __init__(self, scheduler: DRDDScheduler, generator: torch.Generator | None = None) -> None:
+        super().__init__(num_train_timesteps=scheduler.num_train_timesteps)
+        self.scheduler = scheduler
+        self.generator = generator
+
+    def _device(self, like: torch.Tensor) -> torch.device:
+        return self.generator.device if self.generator is not None else like.device
+
+    def get_noise(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.randn(images.shape, generator=self.generator, device=self._device(images), dtype=images.dtype)
+
+    def get_timesteps(self, images: torch.Tensor) -> torch.Tensor:
+        shape = (images.shape[0],)
+        return torch.randint(0, self.num_train_timesteps, shape, generator=self.generator, device=self._device(images))
+
+    def _draw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.get_noise(images).to(images.device), self.get_timesteps(images).to(images.device)
+
+
+class NoisePrepareBatch(_SchedulerPrepareBatch):
+    """Noise stage: ``{"target": x0[, "source"]}`` -> ``(x0, ε, (), {"noise", "timesteps"[, "source"]})``.
+
+    Works on target-only items (unpaired CT) unless ``conditioned``.
+
+    Args:
+        scheduler: the DRDD scheduler (T and the coefficients).
+        target_key: key of the clean target, (B, Ct, *spatial) in [-1, 1].
+        source_key: key of the source, read only when ``conditioned``.
+        conditioned: pass the source to a source-conditioned noise net.
+        generator: optional random generator for t and ε.
+    """
+
+    def __init__(
+        self,
+        scheduler: DRDDScheduler,
+        target_key: str = TARGET,
+        source_key: str = SOURCE,
+        conditioned: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(scheduler, generator)
+        self.target_key, self.source_key, self.conditioned = target_key, source_key, bool(conditioned)
+
+    def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):
+        x0 = get_item(batchdata, self.target_key, device, non_blocking, **kwargs)
+        noise, timesteps = self._draw(x0)
+        infer_kwargs: dict[str, Any] = {"noise": noise, "timesteps": timesteps}
+        if self.conditioned:
+            source = get_item(batchdata, self.source_key, device, non_blocking, **kwargs)
+            check_same_spatial(self.source_key, source, self.target_key, x0)
+            infer_kwargs["source"] = source
+        return x0, self.get_target(x0, noise, timesteps), (), infer_kwargs
+
+
+class ResidualPrepareBatch(_SchedulerPrepareBatch):
+    """Residual stage: ``{"source", "target"}`` -> ``(x0, anchor(source) - x0, (), {"noise", "timesteps", "source"})``.
+
+    Args:
+        scheduler: the DRDD scheduler.
+        source_key: key of the source, (B, Cs, *spatial) in [-1, 1].
+        target_key: key of the clean target, (B, Ct, *spatial) in [-1, 1].
+        generator: optional random generator for t and ε.
+    """
+
+    def __init__(
+        self,
+        scheduler: DRDDScheduler,
+        source_key: str = SOURCE,
+        target_key: str = TARGET,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(scheduler, generator)
+        self.source_key, self.target_key = source_key, target_key
+
+    def read_pair(self, batchdata: Any, device: Any, non_blocking: bool, **kwargs: Any):
+        """(source, x0) from the batch, checked for NaN and matching batch/spatial shapes."""
+        source = get_item(batchdata, self.source_key, device, non_blocking, **kwargs)
+        x0 = get_item(batchdata, self.target_key, device, non_blocking, **kwargs)
+        check_same_spatial(self.source_key, source, self.target_key, x0)
+        return source, x0
+
+    def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):
+        source, x0 = self.read_pair(batchdata, device, non_blocking, **kwargs)
+        noise, timesteps = self._draw(x0)
+        return x0, residual_target(source, x0), (), {"noise": noise, "timesteps": timesteps, "source": source}
+
+
+class CoupledPrepareBatch(ResidualPrepareBatch):
+    """Coupled RDDM baseline: target ``cat([anchor(source) - x0, ε], dim=1)`` (2*Ct channels), same kwargs."""
+
+    def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):
+        source, x0 = self.read_pair(batchdata, device, non_blocking, **kwargs)
+        noise, timesteps = self._draw(x0)
+        target = torch.cat([residual_target(source, x0), noise], dim=1)
+        return x0, target, (), {"noise": noise, "timesteps": timesteps, "source": source}
+
+
+class RegressionPrepareBatch(PrepareBatch):
+    """Direct regression: ``{"source", "target"}`` -> ``(source, target)``.
+
+    Args:
+        source_key: key of the source, (B, Cs, *spatial).
+        target_key: key of the target, (B, Ct, *spatial).
+    """
+
+    def __init__(self, source_key: str = SOURCE, target_key: str = TARGET) -> None:
+        self.source_key, self.target_key = source_key, target_key
+
+    def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):
+        source = get_item(batchdata, self.source_key, device, non_blocking, **kwargs)
+        target = get_item(batchdata, self.target_key, device, non_blocking, **kwargs)
+        check_same_spatial(self.source_key, source, self.target_key, target)
+        return source, target

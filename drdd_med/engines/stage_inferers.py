@@ -1,0 +1,69 @@
+"""Training-time inferers: apply one forward process and call the matching network (one loss per stage).
+
+They follow the MONAI call ``inferer(inputs, network, *args, **kwargs)`` used by ``SupervisedTrainer``, with the
+kwargs produced by :mod:`drdd_med.engines.prepare_batch`; ``inputs`` is the clean target x0.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.inferers import Inferer
+from torch import nn
+
+from drdd_med.diffusion.coupled import CoupledScheduler
+from drdd_med.diffusion.scheduler import DRDDScheduler
+from drdd_med.networks.checks import check_divisible
+
+__all__ = ["NoiseStageInferer", "ResidualStageInferer", "CoupledStageInferer"]
+
+
+class _StageInferer(Inferer):
+    def __init__(self, scheduler: DRDDScheduler) -> None:
+        super().__init__()
+        self.scheduler = scheduler
+
+    @staticmethod
+    def _check(x0: torch.Tensor, network: nn.Module) -> None:
+        check_divisible("training patch", x0, int(getattr(network, "divisor", 1)))
+
+
+class NoiseStageInferer(_StageInferer):
+    """ε̂ = E_φ(x0 + β̄_t ε [, source], 1000·β̄_t/noise_level) (noise loss, paper Eq. 9)."""
+
+    def __call__(  # type: ignore[override]
+        self,
+        inputs: torch.Tensor,
+        network: nn.Module,
+        noise: torch.Tensor,
+        timesteps: torch.Tensor,
+        source: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        self._check(inputs, network)
+        x_t = self.scheduler.add_noise(inputs, noise, timesteps)
+        t_input = self.scheduler.time_input_noise(timesteps).to(inputs.device)
+        return network(x_t, source, t_input, stage="noise")
+
+
+class ResidualStageInferer(_StageInferer):
+    """r̂ = R_θ(x0 + σ_n ε + ᾱ_t (anchor(source) - x0), source, 1000·ᾱ_t) (residual loss, paper Eq. 10)."""
+
+    def __call__(  # type: ignore[override]
+        self, inputs: torch.Tensor, network: nn.Module, noise: torch.Tensor, timesteps: torch.Tensor, source: torch.Tensor
+    ) -> torch.Tensor:
+        self._check(inputs, network)
+        x_t = self.scheduler.add_residual(inputs, source, noise, timesteps)
+        t_input = self.scheduler.time_input_residual(timesteps).to(inputs.device)
+        return network(x_t, source, t_input, stage="residual")
+
+
+class CoupledStageInferer(_StageInferer):
+    """cat[r̂, ε̂] = net(x0 + ᾱ_t (anchor(source) - x0) + β̄_t ε, source, t) for the coupled baseline."""
+
+    scheduler: CoupledScheduler
+
+    def __call__(  # type: ignore[override]
+        self, inputs: torch.Tensor, network: nn.Module, noise: torch.Tensor, timesteps: torch.Tensor, source: torch.Tensor
+    ) -> torch.Tensor:
+        self._check(inputs, network)
+        x_t = self.scheduler.add_coupled(inputs, source, noise, timesteps)
+        return network(x_t, source, self.scheduler.time_input_coupled(timesteps).to(inputs.device))

@@ -1,0 +1,203 @@
+"""Seam-free DRDD sampling over whole volumes: slice-by-slice (2D / 2.5D) or sliding window (3D).
+
+Every network evaluation of the sampler is applied to the **whole-volume state** (slice batches or overlapping
+windows with Gaussian blending), then one scheduler step is taken on the whole volume, and the initial noise z is
+one seeded tensor for the whole volume. The full sampler is never run per slice or per window, so there are no
+seams between windows and neighbouring slices share one noise field (MONAI_NOTES.md §7).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from monai.inferers import SlidingWindowInferer
+from torch import nn
+
+from drdd_med.diffusion.sampling import ModelFn
+from drdd_med.inferers.inferer import DRDDInferer, check_noise_level
+from drdd_med.networks.checks import check_finite
+
+__all__ = ["VolumeDRDDInferer", "slice_stack", "MODES"]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("2d", "2.5d", "3d")
+#: ``progress(done_calls, total_calls)`` after every network evaluation over the volume.
+Progress = Callable[[int, int], None]
+
+
+def slice_stack(volume: torch.Tensor, num_slices: int) -> torch.Tensor:
+    """Axial slices of a volume with ``num_slices`` neighbours as channels (2.5D input; edges replicated).
+
+    Args:
+        volume: (1, C, X, Y, Z) volume.
+        num_slices: odd k >= 1.
+
+    Returns:
+        (Z, k*C, X, Y); channel group j holds slice z + j - k//2, so the middle group is the slice itself
+        (the 2.5D anchor of :func:`~drdd_med.diffusion.anchor.source_anchor`).
+    """
+    if num_slices < 1 or num_slices % 2 == 0:
+        raise ValueError(f"num_slices must be an odd number >= 1, got {num_slices}.")
+    half = num_slices // 2
+    slices = volume[0].permute(3, 0, 1, 2)  # (Z, C, X, Y)
+    if half == 0:
+        return slices
+    padded = torch.cat([slices[:1].expand(half, -1, -1, -1), slices, slices[-1:].expand(half, -1, -1, -1)], dim=0)
+    depth = slices.shape[0]
+    return torch.cat([padded[j : j + depth] for j in range(num_slices)], dim=1)
+
+
+def _pad_to(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Replicate-pad the spatial dims of (B, C, *spatial) up to multiples of ``divisor``; return the crop back."""
+    spatial = x.shape[2:]
+    extra = [(-s) % divisor for s in spatial]
+    if not any(extra):
+        return x, tuple(slice(None) for _ in x.shape)
+    pad: list[int] = []
+    for e in reversed(extra):
+        pad += [e // 2, e - e // 2]
+    crop = (slice(None), slice(None)) + tuple(slice(e // 2, e // 2 + s) for e, s in zip(extra, spatial))
+    return F.pad(x, pad, mode="replicate"), crop
+
+
+class VolumeDRDDInferer(DRDDInferer):
+    """DRDD sampling of a whole volume ``(1, Cs, X, Y, Z)`` with a 2D, 2.5D or 3D :class:`DRDDNet`.
+
+    Args:
+        scheduler: the DRDD coefficients (noise level must match the network's).
+        residual_steps: residual steps (default 2).
+        noise_steps: noise steps (default 2).
+        eta: noise-stage stochasticity.
+        mode: ``"2d"`` (axial slices), ``"2.5d"`` (axial slices with ``num_slices`` source neighbours as channels)
+            or ``"3d"`` (sliding window).
+        num_slices: source slices per 2.5D input (odd).
+        slice_batch: slices per network call in 2D / 2.5D (bounds memory).
+        roi_size: 3D window size (each a multiple of the network's divisor).
+        sw_batch_size: windows per network call in 3D.
+        overlap: 3D window overlap fraction.
+        seed: seed of the whole-volume noise field when no generator is passed (same volume -> same sCT).
+        num_samples: k > 1 returns ``(mean, std)`` over k samples (uncertainty map).
+        progress: optional ``progress(done, total)`` callback after every whole-volume network evaluation.
+        kwargs: other :class:`DRDDInferer` options (``clip``, ``subtract_noise``, ...).
+
+    Example:
+        >>> inferer = VolumeDRDDInferer(DRDDScheduler(), mode="2d", slice_batch=16)
+        >>> sct = inferer(mr_volume, drdd_net)  # (1, 1, X, Y, Z) in [-1, 1]
+    """
+
+    def __init__(
+        self,
+        scheduler: Any,
+        residual_steps: int = 2,
+        noise_steps: int = 2,
+        eta: float = 0.0,
+        mode: str = "2d",
+        num_slices: int = 1,
+        slice_batch: int = 16,
+        roi_size: tuple[int, int, int] | list[int] = (64, 64, 64),
+        sw_batch_size: int = 2,
+        overlap: float = 0.25,
+        seed: int | None = 0,
+        num_samples: int = 1,
+        progress: Progress | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scheduler, residual_steps=residual_steps, noise_steps=noise_steps, eta=eta, **kwargs)
+        mode = str(mode).lower()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        if mode == "2d" and num_slices != 1:
+            raise ValueError("mode '2d' uses one source slice; use mode '2.5d' for num_slices > 1.")
+        self.mode = mode
+        self.num_slices = int(num_slices)
+        self.slice_batch = int(slice_batch)
+        self.roi_size = tuple(int(r) for r in roi_size)
+        self.sw_batch_size = int(sw_batch_size)
+        self.overlap = float(overlap)
+        self.seed = seed
+        self.num_samples = int(num_samples)
+        self.progress = progress
+        self._calls = 0
+        self._total = 0
+
+    # ------------------------------------------------------------------ checks
+    def validate(self, source: torch.Tensor, network: nn.Module) -> None:
+        """A (1, Cs, X, Y, Z) finite source; any size (padding to the network's divisor happens per call)."""
+        check_finite("source", source)
+        if source.ndim != 5 or source.shape[0] != 1:
+            raise ValueError(
+                f"VolumeDRDDInferer expects one volume (1, C, X, Y, Z), got shape {tuple(source.shape)}; "
+                "run volumes one at a time (batch size 1)."
+            )
+        expected = getattr(network, "source_channels", None)
+        have = source.shape[1] * (self.num_slices if self.mode == "2.5d" else 1)
+        if expected is not None and int(expected) != have:
+            raise ValueError(
+                f"the network expects {expected} source channels but {self.mode} with {source.shape[1]} channel(s) "
+                f"and num_slices={self.num_slices} gives {have}; set num_slices to match the trained model."
+            )
+        check_noise_level(self.scheduler, network, self.allow_noise_level_mismatch)
+
+    def target_channels(self, source: torch.Tensor, network: nn.Module) -> int:
+        channels = getattr(network, "target_channels", None)
+        return int(channels) if channels is not None else 1
+
+    # ------------------------------------------------------------------ network evaluations over the volume
+    def _tick(self) -> None:
+        self._calls += 1
+        if self.progress is not None:
+            self.progress(self._calls, self._total)
+
+    def _volume_fn(self, network: nn.Module, stage: str) -> ModelFn:
+        divisor = int(getattr(network, "divisor", 1))
+
+        def call(x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor) -> torch.Tensor:
+            x_in, crop = _pad_to(x, divisor)
+            s_in, _ = _pad_to(source, divisor)
+            t = t_input[:1].expand(x_in.shape[0])
+            return network(x_in, s_in, t, stage=stage)[crop]
+
+        def over_slices(x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor) -> torch.Tensor:
+            x_slices = x[0].permute(3, 0, 1, 2)  # (Z, Ct, X, Y)
+            s_slices = slice_stack(source, self.num_slices)
+            out = torch.empty_like(x_slices)
+            for start in range(0, x_slices.shape[0], self.slice_batch):
+                sl = slice(start, start + self.slice_batch)
+                out[sl] = call(x_slices[sl], s_slices[sl], t_input)
+            self._tick()
+            return out.permute(1, 2, 3, 0)[None]
+
+        def over_windows(x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor) -> torch.Tensor:
+            channels = x.shape[1]
+            roi = [min(r, s) for r, s in zip(self.roi_size, x.shape[2:])]
+            window = SlidingWindowInferer(
+                roi_size=roi, sw_batch_size=self.sw_batch_size, overlap=self.overlap, mode="gaussian",
+                padding_mode="replicate", progress=False,
+            )
+            # x and source travel as one tensor so that every window sees the same region of both
+            out = window(torch.cat([x, source], dim=1), lambda xs: call(xs[:, :channels], xs[:, channels:], t_input))
+            self._tick()
+            return out
+
+        return over_windows if self.mode == "3d" else over_slices
+
+    def residual_fn(self, network: nn.Module) -> ModelFn:
+        return self._volume_fn(network, "residual")
+
+    def noise_fn(self, network: nn.Module) -> ModelFn:
+        return self._volume_fn(network, "noise")
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, source: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        """Sample the whole volume; see :meth:`DRDDInferer.sample`. Seeded by ``seed`` unless a generator is given."""
+        if kwargs.get("generator") is None and self.seed is not None:
+            kwargs["generator"] = torch.Generator(device="cpu").manual_seed(int(self.seed))
+        kwargs.setdefault("num_samples", self.num_samples)
+        residual_steps = kwargs.get("residual_steps") or self.residual_steps
+        noise_steps = self.noise_steps if kwargs.get("noise_steps") is None else kwargs["noise_steps"]
+        self._calls, self._total = 0, (int(residual_steps) + int(noise_steps)) * int(kwargs["num_samples"])
+        return super().sample(source, network, *args, **kwargs)

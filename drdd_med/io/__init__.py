@@ -1,0 +1,9 @@
+"""Image input/output: DICOM series reading, NIfTI helpers, synthetic-CT DICOM writing.
+
+Submodules are imported explicitly (``from drdd_med.io.dicom_series import load_series``) so that importing
+this package stays cheap and pulls in neither pydicom nor nibabel.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,449 @@
+"""Read a classic single-frame DICOM image series as a RAS volume.
+
+The procedure follows DICOM PS3.3 C.7.6.2 (Image Plane Module): files are grouped by SeriesInstanceUID, one
+series is selected by rules, its slices are sorted by their position along the slice normal (never by
+InstanceNumber, which need not follow position), the geometry is validated (one orientation, one pixel grid,
+uniform slice spacing, no gaps or duplicates), the modality LUT (RescaleSlope/Intercept, PS3.3 C.11.1) is applied
+and the voxels are returned with a RAS affine, in MONAI's array index order (i = column, j = row, k = slice).
+
+Two entry points:
+
+* :func:`load_series` returns ``(MetaTensor (1, X, Y, Z), datasets)``; the datasets (sorted like the slices)
+  are what a DICOM writer needs to reference the source series. They are kept out of the MetaTensor's meta
+  so that collation, ``Invertd`` and ``SaveImage`` never carry them around.
+* :class:`DicomSeriesReader` is a MONAI ``ImageReader``, so ``LoadImaged(keys, reader=DicomSeriesReader())``
+  gives a MetaTensor whose ``applied_operations`` make ``Invertd`` work unchanged. Its meta holds
+  ``source_series_uid`` (``SOURCE_SERIES_UID_KEY``) and ``modality``; call :func:`load_series_datasets`
+  with the folder and that UID to get the datasets again.
+
+Selection rules mirror MONAI Deploy's ``DICOMSeriesSelectorOperator`` conditions (see :func:`matches_rules`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.data import ImageReader
+
+__all__ = [
+    "DicomSeriesError",
+    "DicomSeriesReader",
+    "SOURCE_SERIES_UID_KEY",
+    "find_series",
+    "load_series",
+    "load_series_datasets",
+    "matches_rules",
+    "select_series",
+    "series_affine",
+    "sort_series",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Meta key holding the SeriesInstanceUID of the series a volume was read from.
+SOURCE_SERIES_UID_KEY = "source_series_uid"
+
+_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_IOP_TOL = 1e-4  # direction cosines are written with ~6 decimals
+_SPACING_REL_TOL, _SPACING_ABS_TOL_MM = 0.01, 0.01
+_ORIENTATION_AXES = {"SAGITTAL": 0, "CORONAL": 1, "AXIAL": 2}
+
+
+class DicomSeriesError(ValueError):
+    """A DICOM folder or series cannot be read as one regular volume; the message names the file or folder."""
+
+
+# ----------------------------------------------------------------------------------------------- grouping
+def find_series(folder: str | Path, recursive: bool = True) -> dict[str, list[Any]]:
+    """Group the image files of a folder by SeriesInstanceUID.
+
+    Non-DICOM files, DICOMDIR files and non-image objects (no ImagePositionPatient / ImageOrientationPatient /
+    Rows, e.g. RT structure sets or reports) are skipped. A file that starts like DICOM but cannot be parsed is
+    an error, because silently dropping it would hide a missing slice.
+
+    Args:
+        folder: folder holding the files.
+        recursive: also look in sub-folders.
+
+    Returns:
+        ``{SeriesInstanceUID: [pydicom Dataset headers without pixel data, in file-name order]}``; each header's
+        ``filename`` attribute is its path.
+
+    Raises:
+        DicomSeriesError: the folder does not exist, or a file is truncated/corrupt.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DicomSeriesError(f"{folder}: not a folder; pass the folder that holds the DICOM series files.")
+    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
+    series: dict[str, list[Any]] = {}
+    for path in files:
+        if path.name.startswith(".") or path.name.upper() == "DICOMDIR":
+            continue
+        try:
+            ds = pydicom.dcmread(path, defer_size=1024)  # pixel data stays on disk until the volume is read
+        except InvalidDicomError as exc:
+            if _has_dicom_magic(path):
+                raise DicomSeriesError(f"{path}: truncated or corrupt DICOM file ({exc}); re-export it or move it out of the folder.") from exc
+            logger.debug("skipping non-DICOM file %s", path)
+            continue
+        except Exception as exc:  # truncated or corrupt: pydicom raises EOFError, struct/OSError, ValueError...
+            raise DicomSeriesError(
+                f"{path}: unreadable DICOM file ({type(exc).__name__}: {exc}). It is truncated or corrupt; "
+                "re-export it or move it out of the folder."
+            ) from exc
+        if ds.file_meta.get("MediaStorageSOPClassUID", "") == _DICOMDIR_SOP_CLASS:
+            continue
+        _check_complete(ds, path)
+        if not all(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient", "Rows", "SeriesInstanceUID")):
+            logger.debug("skipping non-image DICOM object %s (%s)", path, ds.get("SOPClassUID", "no SOP class"))
+            continue
+        series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    return series
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"
+
+
+def _check_complete(ds: Any, path: Path) -> None:
+    """Raise when the file ends inside its last element: pydicom reads truncated files silently."""
+    size = path.stat().st_size
+    truncated = False
+    tags = list(ds.keys())
+    if tags:
+        last = ds.get_item(tags[-1], keep_deferred=True)
+        tell, length = getattr(last, "value_tell", None), getattr(last, "length", 0)
+        truncated = tell is not None and length != 0xFFFFFFFF and tell + length > size
+    if "Rows" in ds and "ImagePositionPatient" in ds and "PixelData" not in ds:
+        truncated = True
+    if "SOPClassUID" not in ds and "MediaStorageSOPClassUID" not in ds.get("file_meta", {}) and _has_dicom_magic(path):
+        truncated = True
+    if truncated:
+        raise DicomSeriesError(
+            f"{path}: truncated DICOM file ({size} bytes; it ends inside an element or lacks PixelData); "
+            "re-export it or move it out of the folder."
+        )
+
+
+def _describe(uid: str, headers: Sequence[Any]) -> str:
+    h = headers[0]
+    image_type = "\\".join(h.get("ImageType", []) or [])
+    return (
+        f"{uid} ({h.get('Modality', '?')}, description '{h.get('SeriesDescription', '')}', "
+        f"image type '{image_type}', {len(headers)} files)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- selection
+def _orientation_axis(ds: Any) -> int:
+    iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+    return int(np.argmax(np.abs(np.cross(iop[:3], iop[3:]))))
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
+
+
+def _match_condition(ds: Any, key: str, cond: Any) -> bool:
+    if key == "ImageOrientationPatient" and isinstance(cond, str) and cond.upper() in _ORIENTATION_AXES:
+        return "ImageOrientationPatient" in ds and _orientation_axis(ds) == _ORIENTATION_AXES[cond.upper()]
+    value = ds.get(key, None)
+    if isinstance(cond, str):
+        if value is None:
+            return False
+        text = str(value) if isinstance(value, str) else "\\".join(str(v) for v in _as_list(value))
+        return re.search(cond, text) is not None
+    if isinstance(cond, (list, tuple)) and len(cond) == 2 and isinstance(cond[0], (int, float)):
+        if value is None:
+            return False
+        low, high = float(cond[0]), (np.inf if cond[1] == ">" else float(cond[1]))
+        return low <= float(value) <= high
+    if isinstance(cond, (list, tuple)):
+        values = {str(v).upper() for v in _as_list(value)}
+        for item in cond:
+            item = str(item).upper()
+            if item.startswith("!") and item[1:] in values:
+                return False
+            if not item.startswith("!") and item not in values:
+                return False
+        return True
+    return value is not None and value == cond
+
+
+def matches_rules(ds: Any, rules: Mapping[str, Any]) -> bool:
+    """Whether a header satisfies every condition of a selection (MONAI Deploy selector semantics).
+
+    Args:
+        ds: pydicom Dataset (header).
+        rules: ``{keyword: condition}``. A string condition is a regular expression searched in the value
+            (``"(?i)t1"``); ``[a, b]`` is a numeric range (``[a, ">"]`` open-ended); a list of strings is set
+            inclusion, ``"!X"`` meaning X must be absent (``["ORIGINAL", "!LOCALIZER"]``); for
+            ``ImageOrientationPatient``, ``"Axial"``, ``"Coronal"`` or ``"Sagittal"`` test the slice normal.
+
+    Returns:
+        True when all conditions hold.
+    """
+    return all(_match_condition(ds, key, cond) for key, cond in rules.items())
+
+
+def select_series(
+    series: Mapping[str, Sequence[Any]], rules: Mapping[str, Any] | None = None, series_uid: str | None = None,
+    folder: str | Path = "",
+) -> str:
+    """Choose one series from :func:`find_series` output.
+
+    Args:
+        series: ``{uid: headers}``.
+        rules: conditions for :func:`matches_rules`, or a Deploy-style ``{"selections": [{"conditions": ...}]}``
+            (the first selection that matches wins). Without rules, localizers and single-file series are
+            excluded and exactly one series must remain.
+        series_uid: pick this SeriesInstanceUID directly.
+        folder: only used in error messages.
+
+    Returns:
+        The selected SeriesInstanceUID.
+
+    Raises:
+        DicomSeriesError: no series or several series match.
+    """
+    listing = "; ".join(_describe(uid, h) for uid, h in series.items()) or "none"
+    if not series:
+        raise DicomSeriesError(f"{folder}: no DICOM image series found (non-image objects and other files are skipped).")
+    if series_uid is not None:
+        if series_uid not in series:
+            raise DicomSeriesError(f"{folder}: series {series_uid} not found; series present: {listing}.")
+        return series_uid
+    if rules is None:
+        condition_sets = [{"ImageType": ["!LOCALIZER"]}]
+    elif "selections" in rules:
+        condition_sets = [dict(sel.get("conditions", {})) for sel in rules["selections"]]
+    else:
+        condition_sets = [dict(rules)]
+    for conditions in condition_sets:
+        chosen = [uid for uid, h in series.items() if matches_rules(h[0], conditions)]
+        if rules is None:
+            chosen = [uid for uid in chosen if len(series[uid]) > 1]
+        if len(chosen) == 1:
+            return chosen[0]
+        if len(chosen) > 1:
+            raise DicomSeriesError(
+                f"{folder}: {len(chosen)} series match {conditions}: "
+                + "; ".join(_describe(uid, series[uid]) for uid in chosen)
+                + ". Narrow the selection rules (Modality, SeriesDescription regex, ImageType) or pass series_uid."
+            )
+    raise DicomSeriesError(f"{folder}: no series matches the selection rules {rules}; series present: {listing}.")
+
+
+# ----------------------------------------------------------------------------------------------- geometry
+def sort_series(headers: Sequence[Any], name: str = "series") -> list[Any]:
+    """Validate one series and sort its slices by position along the slice normal.
+
+    Args:
+        headers: the series' datasets (headers are enough).
+        name: how to name the series in error messages (folder or UID).
+
+    Returns:
+        The datasets sorted by ``IPP . n`` ascending, n = row cosine x column cosine.
+
+    Raises:
+        DicomSeriesError: localizer, multi-frame, mixed orientation or pixel grid, fewer than 2 slices, duplicate
+            positions, gantry tilt, or non-uniform spacing (a missing slice).
+    """
+    first = headers[0]
+    if any(str(v).upper() == "LOCALIZER" for v in first.get("ImageType", []) or []):
+        raise DicomSeriesError(f"{name}: is a LOCALIZER series; select the diagnostic series instead.")
+    for ds in headers:
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise DicomSeriesError(f"{ds.filename}: multi-frame (enhanced) images are not supported; export classic single-frame images.")
+    if len(headers) < 2:
+        raise DicomSeriesError(f"{name}: has {len(headers)} slice; a volume needs at least 2.")
+    iop0 = np.asarray(first.ImageOrientationPatient, dtype=float)
+    grid0 = (int(first.Rows), int(first.Columns), tuple(float(v) for v in first.PixelSpacing))
+    for ds in headers[1:]:
+        if np.abs(np.asarray(ds.ImageOrientationPatient, dtype=float) - iop0).max() > _IOP_TOL:
+            raise DicomSeriesError(
+                f"{name}: mixed orientation: {ds.filename} has ImageOrientationPatient "
+                f"{list(ds.ImageOrientationPatient)} but {first.filename} has {list(iop0)}; one series must have one orientation."
+            )
+        grid = (int(ds.Rows), int(ds.Columns), tuple(float(v) for v in ds.PixelSpacing))
+        if grid != grid0:
+            raise DicomSeriesError(f"{name}: {ds.filename} has rows/columns/spacing {grid}, {first.filename} has {grid0}.")
+    normal = np.cross(iop0[:3], iop0[3:])
+    dist = np.array([np.dot(np.asarray(ds.ImagePositionPatient, dtype=float), normal) for ds in headers])
+    order = np.argsort(dist, kind="stable")
+    ordered = [headers[i] for i in order]
+    steps = np.diff(dist[order])
+    if np.any(steps < 1e-3):
+        k = int(np.argmin(steps))
+        raise DicomSeriesError(
+            f"{name}: duplicate slice position {dist[order][k]:.3f} mm in {ordered[k].filename} and {ordered[k + 1].filename}."
+        )
+    step = float(np.median(steps))
+    bad = np.flatnonzero(np.abs(steps - step) > max(_SPACING_ABS_TOL_MM, _SPACING_REL_TOL * step))
+    if bad.size:
+        k = int(bad[0])
+        raise DicomSeriesError(
+            f"{name}: non-uniform slice spacing: {steps[k]:.3f} mm between {ordered[k].filename} and "
+            f"{ordered[k + 1].filename}, {step:.3f} mm elsewhere; a slice is missing or the series mixes acquisitions."
+        )
+    s = (np.asarray(ordered[-1].ImagePositionPatient, float) - np.asarray(ordered[0].ImagePositionPatient, float)) / (len(ordered) - 1)
+    if np.linalg.norm(s - np.dot(s, normal) * normal) > 0.01 * np.linalg.norm(s):
+        raise DicomSeriesError(f"{name}: slices are not stacked along the slice normal (gantry tilt); resample the series first.")
+    return ordered
+
+
+def series_affine(ordered: Sequence[Any]) -> np.ndarray:
+    """RAS affine of a sorted series, for array index order (i = column, j = row, k = slice).
+
+    Args:
+        ordered: datasets sorted by :func:`sort_series`.
+
+    Returns:
+        (4, 4) float64 voxel-to-RAS affine in mm.
+    """
+    iop = np.asarray(ordered[0].ImageOrientationPatient, dtype=float)
+    row_spacing, col_spacing = (float(v) for v in ordered[0].PixelSpacing)
+    ipp0 = np.asarray(ordered[0].ImagePositionPatient, dtype=float)
+    step = (np.asarray(ordered[-1].ImagePositionPatient, dtype=float) - ipp0) / (len(ordered) - 1)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = iop[:3] * col_spacing, iop[3:] * row_spacing, step, ipp0
+    return _LPS_TO_RAS @ lps
+
+
+def _read_pixels(ordered: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    datasets, slices = [], []
+    for header in ordered:
+        try:
+            ds = pydicom.dcmread(header.filename)
+            pixels = apply_modality_lut(ds.pixel_array, ds)
+        except Exception as exc:
+            raise DicomSeriesError(
+                f"{header.filename}: cannot decode pixel data ({type(exc).__name__}: {exc}); the file is truncated, "
+                "corrupt or uses a transfer syntax without an installed decoder (pylibjpeg / gdcm)."
+            ) from exc
+        if pixels.ndim != 2:
+            raise DicomSeriesError(f"{header.filename}: expected one greyscale frame, got pixel array {pixels.shape}.")
+        datasets.append(ds)
+        slices.append(np.asarray(pixels, dtype=np.float32).T)
+    return np.stack(slices, axis=-1), datasets
+
+
+def _load(folder: str | Path, rules: Mapping[str, Any] | None, series_uid: str | None) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    series = find_series(folder)
+    uid = select_series(series, rules=rules, series_uid=series_uid, folder=folder)
+    ordered = sort_series(series[uid], name=f"{folder} series {uid}")
+    volume, datasets = _read_pixels(ordered)
+    return volume, series_affine(ordered), datasets
+
+
+def load_series(
+    folder: str | Path, rules: Mapping[str, Any] | None = None, series_uid: str | None = None
+) -> tuple[Any, list[Any]]:
+    """Read one series of a folder as a RAS MetaTensor.
+
+    Args:
+        folder: folder of DICOM files (sub-folders included).
+        rules: selection conditions (see :func:`select_series`); None picks the only non-localizer series.
+        series_uid: select by SeriesInstanceUID instead.
+
+    Returns:
+        ``(image, datasets)``: image is a float32 ``MetaTensor`` (1, X, Y, Z) with modality-LUT values (HU for
+        CT), RAS ``affine``, and meta ``source_series_uid`` / ``modality``; datasets are the full pydicom datasets
+        sorted like the slices (index k of the volume is ``datasets[k]``).
+
+    Raises:
+        DicomSeriesError: any selection, geometry or decoding problem, naming the file or folder.
+
+    Example:
+        >>> image, datasets = load_series("study/", rules={"Modality": "(?i)MR", "SeriesDescription": "(?i)t1"})
+        >>> image.shape, image.affine  # (1, X, Y, Z), RAS mm
+    """
+    from monai.data import MetaTensor
+
+    volume, affine, datasets = _load(folder, rules, series_uid)
+    meta = _meta(volume, affine, datasets, folder)
+    meta["original_channel_dim"] = 0
+    return MetaTensor(volume[None], meta=meta), datasets
+
+
+def load_series_datasets(folder: str | Path, series_uid: str) -> list[Any]:
+    """Full datasets of one series, sorted like the volume's slices (for writing a derived series).
+
+    Args:
+        folder: the folder the series was read from (``image.meta["filename_or_obj"]``).
+        series_uid: ``image.meta[SOURCE_SERIES_UID_KEY]``.
+
+    Returns:
+        Sorted list of pydicom datasets.
+    """
+    return load_series(folder, series_uid=series_uid)[1]
+
+
+def _meta(volume: np.ndarray, affine: np.ndarray, datasets: Sequence[Any], folder: str | Path) -> dict[str, Any]:
+    return {
+        "affine": affine.copy(),
+        "original_affine": affine.copy(),
+        "spatial_shape": np.asarray(volume.shape[:3]),
+        "space": "RAS",
+        "original_channel_dim": "no_channel",
+        "filename_or_obj": str(folder),
+        SOURCE_SERIES_UID_KEY: str(datasets[0].SeriesInstanceUID),
+        "modality": str(datasets[0].get("Modality", "")),
+    }
+
+
+def _is_folder(path: Any) -> bool:
+    return all(Path(str(p)).is_dir() for p in (path if isinstance(path, (list, tuple)) else [path]))
+
+
+class DicomSeriesReader(ImageReader):
+    """MONAI ``ImageReader`` for a folder holding a DICOM series, built on :func:`load_series`.
+
+    Args:
+        rules: selection conditions passed to :func:`select_series`.
+        series_uid: select a series by UID instead.
+
+    Example:
+        >>> from monai.transforms import LoadImaged
+        >>> load = LoadImaged("image", reader=DicomSeriesReader(rules={"Modality": "MR"}), ensure_channel_first=True)
+        >>> load({"image": "study/mr_folder"})["image"].meta["source_series_uid"]
+    """
+
+    def __init__(self, rules: Mapping[str, Any] | None = None, series_uid: str | None = None) -> None:
+        super().__init__()
+        self.rules, self.series_uid = rules, series_uid
+
+    def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
+        """True when every path is a folder (a series is a folder, not a file)."""
+        return _is_folder(filename)
+
+    def read(self, data: Sequence[str | Path] | str | Path, **kwargs: Any) -> tuple[np.ndarray, np.ndarray, list[Any], str]:
+        """Read the series in one folder; returns an opaque object for :meth:`get_data`."""
+        paths = list(data) if isinstance(data, (list, tuple)) else [data]
+        if len(paths) != 1:
+            raise DicomSeriesError(f"DicomSeriesReader reads one series folder at a time, got {len(paths)}: {paths}.")
+        volume, affine, datasets = _load(paths[0], self.rules, self.series_uid)
+        return volume, affine, datasets, str(paths[0])
+
+    def get_data(self, img: tuple[np.ndarray, np.ndarray, list[Any], str]) -> tuple[np.ndarray, dict]:
+        """Return the (X, Y, Z) float32 volume and its meta (RAS affine, series UID, no datasets)."""
+        volume, affine, datasets, folder = img
+        return volume, _meta(volume, affine, datasets, folder)

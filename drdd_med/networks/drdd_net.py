@@ -1,0 +1,101 @@
+"""DRDDNet: the residual network and the noise network of DRDD in one module (one checkpoint)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["DRDDNet", "network_divisor", "RESIDUAL", "NOISE"]
+
+#: ``stage`` values of :meth:`DRDDNet.forward`.
+RESIDUAL = "residual"
+NOISE = "noise"
+
+
+def network_divisor(net: nn.Module) -> int:
+    """Required spatial divisibility of a U-Net: ``2 ** (levels - 1)`` for MONAI's DiffusionModelUNet, else its
+    ``divisor`` attribute, else 1."""
+    if hasattr(net, "divisor"):
+        return int(net.divisor)
+    levels = getattr(net, "block_out_channels", None)
+    return 2 ** (len(levels) - 1) if levels else 1
+
+
+class DRDDNet(nn.Module):
+    """Holds DRDD's residual network R_θ and noise network E_φ (METHOD.md §4).
+
+    - Residual net input: ``cat([x_t, source], dim=1)``; it predicts ``anchor(source) - x0``.
+    - Noise net input: ``x_t`` (unconditional, the paper's default, trainable on target images alone) or
+      ``cat([x_t, source], dim=1)`` when ``noise_conditioned`` (the reference code's variant); it predicts ε.
+
+    Both wrapped networks are called ``net(x, timesteps=t)`` with ``t`` a (B,) float tensor of time inputs.
+    The residual stage's noise level is kept in the persistent buffer ``noise_level`` so that it travels with the
+    checkpoint; :class:`~drdd_med.inferers.DRDDInferer` refuses to sample with a scheduler of another level
+    (METHOD.md §6.3).
+
+    Args:
+        residual_net: network mapping (B, Ct + Cs, *spatial) -> (B, Ct, *spatial).
+        noise_net: network mapping (B, Ct [+ Cs], *spatial) -> (B, Ct, *spatial).
+        noise_conditioned: whether the noise net also sees the source.
+        noise_level: the scheduler noise level the residual net is (to be) trained with.
+        divisor: required spatial divisibility; inferred from the networks when None.
+        source_channels: Cs; inferred from ``residual_net.in_channels`` when None and available.
+        target_channels: Ct; inferred from ``residual_net.out_channels`` when None and available.
+    """
+
+    def __init__(
+        self,
+        residual_net: nn.Module,
+        noise_net: nn.Module,
+        noise_conditioned: bool = False,
+        noise_level: float = 1.0,
+        divisor: int | None = None,
+        source_channels: int | None = None,
+        target_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.residual_net = residual_net
+        self.noise_net = noise_net
+        self.noise_conditioned = bool(noise_conditioned)
+        self.register_buffer("noise_level", torch.tensor(float(noise_level), dtype=torch.float64))
+        self.divisor = int(divisor) if divisor is not None else max(network_divisor(residual_net), network_divisor(noise_net))
+        if target_channels is None:
+            target_channels = getattr(residual_net, "out_channels", None)
+        if source_channels is None and target_channels is not None and hasattr(residual_net, "in_channels"):
+            source_channels = int(residual_net.in_channels) - int(target_channels)
+        self.target_channels = None if target_channels is None else int(target_channels)
+        self.source_channels = None if source_channels is None else int(source_channels)
+
+    def predict_residual(self, x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor) -> torch.Tensor:
+        """r̂ = R_θ(cat[x_t, source], 1000·ᾱ_t): (B, Ct, *spatial) predicted ``anchor(source) - x0``."""
+        return self.residual_net(torch.cat([x, source], dim=1), timesteps=t_input)
+
+    def predict_noise(self, x: torch.Tensor, source: torch.Tensor | None, t_input: torch.Tensor) -> torch.Tensor:
+        """ε̂ = E_φ(x_t [, source], 1000·β̄_t/noise_level); ``source`` is ignored unless ``noise_conditioned``."""
+        if self.noise_conditioned:
+            if source is None:
+                raise ValueError("this DRDDNet has a source-conditioned noise net: pass the source image.")
+            x = torch.cat([x, source], dim=1)
+        return self.noise_net(x, timesteps=t_input)
+
+    def forward(
+        self, x: torch.Tensor, source: torch.Tensor | None, timesteps: torch.Tensor, stage: str = NOISE
+    ) -> torch.Tensor:
+        """Call one stage's network (through ``forward`` so that DDP wrappers see the call).
+
+        Args:
+            x: (B, Ct, *spatial) diffusion state.
+            source: (B, Cs, *spatial) source, or None for an unconditional noise net.
+            timesteps: (B,) float network time inputs.
+            stage: ``"residual"`` or ``"noise"``.
+        """
+        if stage == RESIDUAL:
+            if source is None:
+                raise ValueError("the residual network needs the source image.")
+            return self.predict_residual(x, source, timesteps)
+        if stage == NOISE:
+            return self.predict_noise(x, source, timesteps)
+        raise ValueError(f"stage must be {RESIDUAL!r} or {NOISE!r}, got {stage!r}.")
+
+    def extra_repr(self) -> str:
+        return f"noise_conditioned={self.noise_conditioned}, noise_level={float(self.noise_level)}, divisor={self.divisor}"

@@ -1,0 +1,196 @@
+"""Build DRDD's networks (and the baselines') as MONAI ``DiffusionModelUNet`` from named presets.
+
+Presets (per network: ``channels``, ``attention_levels``, ``num_res_blocks``, ``norm_num_groups``,
+``num_head_channels``):
+
+- ``tiny``: 2 levels (16, 32), one res block, no attention; unit tests, trains in seconds on CPU at 32².
+- ``small``: 3 levels (32, 64, 128), attention at the lowest level; CPU demos.
+- ``paper``: residual C=64 x (1, 2, 4, 8); denoiser C=128 x (1, 1, 2, 2, 4, 4) (paper Appendix B); attention only at
+  the low-resolution levels (in 3D attention cost is quadratic in the voxel count of a level).
+
+Every preset entry can be overridden: a plain key (``channels=(8, 16)``) applies to every network built, a
+prefixed key (``residual_channels=...``, ``noise_num_res_blocks=...``, ``coupled_channels=...``) to one network.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from monai.networks.nets import DiffusionModelUNet
+from torch import nn
+
+from drdd_med.networks.coupled_net import CoupledNet, EntangledNet
+from drdd_med.networks.drdd_net import DRDDNet
+from drdd_med.networks.regression import RegressionNet
+
+__all__ = ["PRESETS", "UNET_KEYS", "build_unet", "build_drdd_net", "build_coupled_net", "build_regression_net"]
+
+logger = logging.getLogger(__name__)
+
+_F, _T = False, True
+#: Network sizes per preset and role. ``coupled`` (one net predicting residual and noise) is wider than the DRDD
+#: residual net so that its parameter count is close to residual + noise nets together (METHOD.md §8).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "residual": dict(channels=(16, 32), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
+                         num_head_channels=8),
+        "noise": dict(channels=(16, 32), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
+                      num_head_channels=8),
+        "coupled": dict(channels=(24, 48), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
+                        num_head_channels=8),
+    },
+    "small": {
+        "residual": dict(channels=(32, 64, 128), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=16,
+                         num_head_channels=32),
+        "noise": dict(channels=(32, 64, 128), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=16,
+                      num_head_channels=32),
+        "coupled": dict(channels=(48, 96, 176), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=16,
+                        num_head_channels=32),
+    },
+    "paper": {
+        "residual": dict(channels=(64, 128, 256, 512), attention_levels=(_F, _F, _F, _T), num_res_blocks=2,
+                         norm_num_groups=32, num_head_channels=64),
+        "noise": dict(channels=(128, 128, 256, 256, 512, 512), attention_levels=(_F, _F, _F, _T, _T, _T),
+                      num_res_blocks=2, norm_num_groups=32, num_head_channels=64),
+        "coupled": dict(channels=(128, 256, 512, 768), attention_levels=(_F, _F, _F, _T), num_res_blocks=2,
+                        norm_num_groups=32, num_head_channels=64),
+    },
+}
+#: DiffusionModelUNet arguments that presets and overrides may set.
+_ROLES = ("residual", "noise", "coupled")
+UNET_KEYS = ("channels", "attention_levels", "num_res_blocks", "norm_num_groups", "num_head_channels",
+             "use_flash_attention", "resblock_updown", "include_fc")
+
+
+def build_unet(spatial_dims: int, in_channels: int, out_channels: int, **config: Any) -> DiffusionModelUNet:
+    """A MONAI ``DiffusionModelUNet`` with SDPA ("flash") attention unless ``use_flash_attention=False``.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: input channels.
+        out_channels: output channels.
+        config: ``UNET_KEYS`` entries.
+    """
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+    unknown = sorted(set(config) - set(UNET_KEYS))
+    if unknown:
+        raise ValueError(f"unknown network option(s) {unknown}; valid options: {list(UNET_KEYS)}.")
+    config = dict(config)
+    config.setdefault("use_flash_attention", True)
+    channels = tuple(config["channels"])
+    groups = config.get("norm_num_groups", 32)
+    if any(c % groups for c in channels):
+        raise ValueError(f"every entry of channels {channels} must be divisible by norm_num_groups={groups}.")
+    return DiffusionModelUNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **config)
+
+
+def _role_config(preset: str, role: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+    config = copy.deepcopy(PRESETS[preset][role])
+    for key, value in overrides.items():
+        prefix, _, rest = key.partition("_")
+        if key in UNET_KEYS:
+            config[key] = value
+        elif prefix in _ROLES and rest in UNET_KEYS:
+            if prefix == role:
+                config[rest] = value
+        else:
+            raise ValueError(
+                f"unknown override {key!r}; valid keys: {list(UNET_KEYS)}, optionally prefixed by one of "
+                f"{[r + '_' for r in _ROLES]} to apply to one network only."
+            )
+    return config
+
+
+def _check_channels(source_channels: int, target_channels: int) -> None:
+    if source_channels < 1 or target_channels < 1:
+        raise ValueError(f"channel counts must be >= 1, got source={source_channels}, target={target_channels}.")
+
+
+def build_drdd_net(
+    spatial_dims: int,
+    source_channels: int,
+    target_channels: int,
+    preset: str = "small",
+    noise_conditioned: bool = False,
+    noise_level: float = 1.0,
+    **overrides: Any,
+) -> DRDDNet:
+    """Build a :class:`DRDDNet` of two ``DiffusionModelUNet`` networks.
+
+    Args:
+        spatial_dims: 2 or 3.
+        source_channels: Cs (e.g. 1 for MR, k for a 2.5D stack of k slices).
+        target_channels: Ct (e.g. 1 for CT).
+        preset: ``"tiny"``, ``"small"`` or ``"paper"``.
+        noise_conditioned: the noise net also receives the source (reference-code variant).
+        noise_level: stored in the checkpoint; must match the scheduler's at sampling time.
+        overrides: network options, plain (both nets) or prefixed ``residual_`` / ``noise_``.
+
+    Returns:
+        The DRDDNet; ``net.divisor`` is the required spatial divisibility.
+
+    Example:
+        >>> net = build_drdd_net(2, 1, 1, preset="tiny")
+        >>> net.divisor
+        2
+    """
+    _check_channels(source_channels, target_channels)
+    residual_net = build_unet(spatial_dims, target_channels + source_channels, target_channels,
+                              **_role_config(preset, "residual", overrides))
+    noise_in = target_channels + (source_channels if noise_conditioned else 0)
+    noise_net = build_unet(spatial_dims, noise_in, target_channels, **_role_config(preset, "noise", overrides))
+    net = DRDDNet(residual_net, noise_net, noise_conditioned=noise_conditioned, noise_level=noise_level,
+                  source_channels=source_channels, target_channels=target_channels)
+    logger.debug("built DRDDNet preset=%s spatial_dims=%d divisor=%d", preset, spatial_dims, net.divisor)
+    return net
+
+
+def build_coupled_net(
+    spatial_dims: int,
+    source_channels: int,
+    target_channels: int,
+    preset: str = "small",
+    entangled: bool = False,
+    **overrides: Any,
+) -> nn.Module:
+    """Build the coupled RDDM baseline network(s).
+
+    Args:
+        spatial_dims: 2 or 3.
+        source_channels: Cs.
+        target_channels: Ct.
+        preset: ``"tiny"``, ``"small"`` or ``"paper"``.
+        entangled: False -> :class:`CoupledNet`, one (wider) U-Net with 2*Ct outputs; True -> :class:`EntangledNet`,
+            DRDD's two architectures, both source-conditioned, trained on the coupled path.
+        overrides: as for :func:`build_drdd_net` (prefixes ``coupled_``, ``residual_``, ``noise_``).
+    """
+    _check_channels(source_channels, target_channels)
+    in_ch = target_channels + source_channels
+    if entangled:
+        residual_net = build_unet(spatial_dims, in_ch, target_channels, **_role_config(preset, "residual", overrides))
+        noise_net = build_unet(spatial_dims, in_ch, target_channels, **_role_config(preset, "noise", overrides))
+        return EntangledNet(residual_net, noise_net, target_channels=target_channels)
+    net = build_unet(spatial_dims, in_ch, 2 * target_channels, **_role_config(preset, "coupled", overrides))
+    return CoupledNet(net, target_channels=target_channels)
+
+
+def build_regression_net(
+    spatial_dims: int, source_channels: int, target_channels: int, preset: str = "small", **overrides: Any
+) -> RegressionNet:
+    """Build the direct-regression baseline: the residual net's architecture, source in, target out, one call.
+
+    Args:
+        spatial_dims: 2 or 3.
+        source_channels: Cs.
+        target_channels: Ct.
+        preset: ``"tiny"``, ``"small"`` or ``"paper"``.
+        overrides: network options (plain or ``residual_``-prefixed).
+    """
+    _check_channels(source_channels, target_channels)
+    config = _role_config(preset, "residual", overrides)
+    return RegressionNet(build_unet(spatial_dims, source_channels, target_channels, **config))

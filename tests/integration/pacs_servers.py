@@ -1,0 +1,246 @@
+"""Real PACS servers for the integration tests: Orthanc and dcmtk ``dcmqrscp`` on 127.0.0.1.
+
+Each server runs from a private config in a temporary directory, on free high ports, and is stopped by its PID
+(SIGTERM, then SIGKILL after a bounded wait). Nothing here talks to anything but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+__all__ = ["free_port", "make_series", "OrthancServer", "DcmqrscpServer", "ORTHANC_BIN", "DCMQRSCP_BIN"]
+
+ORTHANC_BIN = "/usr/sbin/Orthanc"
+DCMQRSCP_BIN = shutil.which("dcmqrscp") or "/usr/bin/dcmqrscp"
+_LOOPBACK = "127.0.0.1"
+# urllib would honour http_proxy for 127.0.0.1 otherwise.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port_closed(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((_LOOPBACK, port)) != 0:
+                return
+        time.sleep(0.1)
+
+
+def _stop_process_group(proc: subprocess.Popen | None, timeout_s: float = 10.0) -> None:
+    """Stop a server started with ``start_new_session=True``: SIGTERM its group, then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout_s)
+    except ProcessLookupError:
+        pass
+
+
+class OrthancServer:
+    """Orthanc started from a test config; REST on ``http_port``, DICOM on ``dicom_port`` (both loopback).
+
+    Args:
+        workdir: private directory for the config, the database and the log.
+        modalities: AE title -> (host, port) of DICOM peers Orthanc may C-MOVE to.
+        aet: Orthanc's own AE title.
+    """
+
+    def __init__(self, workdir: Path, modalities: dict[str, tuple[str, int]], aet: str = "ORTHANC"):
+        self.workdir = Path(workdir)
+        self.aet = aet
+        self.dicom_port = free_port()
+        self.http_port = free_port()
+        self.modalities = dict(modalities)
+        self.proc: subprocess.Popen | None = None
+        self.config_path = self.workdir / "orthanc.json"
+        self.log_path = self.workdir / "orthanc.log"
+
+    def _write_config(self) -> None:
+        db = self.workdir / "db"
+        db.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "TEST-PACS", "StorageDirectory": str(db), "IndexDirectory": str(db),
+            "Plugins": [], "HttpServerEnabled": True, "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "DicomServerEnabled": True, "DicomAet": self.aet, "DicomPort": self.dicom_port,
+            "DicomCheckCalledAet": True, "DicomAlwaysAllowEcho": True, "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": True, "DicomAlwaysAllowGet": True, "DicomAlwaysAllowMove": True,
+            "DicomModalities": {aet.lower(): [aet, host, port] for aet, (host, port) in self.modalities.items()},
+            "DicomAssociationCloseDelay": 0, "DicomScuTimeout": 10, "DicomScpTimeout": 30,
+            "StableAge": 1, "SaveJobs": False, "ConcurrentJobs": 2,
+        }
+        self.config_path.write_text(json.dumps(config, indent=1))
+
+    def start(self, timeout_s: float = 30.0) -> "OrthancServer":
+        """Start Orthanc (same ports and database on a restart) and wait until ``GET /system`` answers."""
+        self._write_config()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([ORTHANC_BIN, str(self.config_path)], stdout=log, stderr=log,
+                                     cwd=self.workdir, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Orthanc exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                self.rest("GET", "/system", timeout_s=1.0)
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"Orthanc not ready after {timeout_s} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        """Stop Orthanc by its PID and wait until its DICOM port is closed."""
+        _stop_process_group(self.proc)
+        self.proc = None
+        _wait_port_closed(self.dicom_port, 5.0)
+
+    def rest(self, method: str, path: str, body: object | bytes | None = None, timeout_s: float = 10.0):
+        """Call Orthanc's REST API on 127.0.0.1 and return the decoded JSON answer."""
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        req = urllib.request.Request(f"http://{_LOOPBACK}:{self.http_port}{path}", data=data, method=method)
+        with _HTTP.open(req, timeout=timeout_s) as rsp:
+            payload = rsp.read()
+        return json.loads(payload) if payload else None
+
+    def find_series(self, query: dict[str, str]) -> list[dict]:
+        """Series matching ``query`` (DICOM keyword -> value), with their main tags (``Expand``)."""
+        return self.rest("POST", "/tools/find", {"Level": "Series", "Query": query, "Expand": True})
+
+    def series_instances(self, orthanc_series_id: str) -> list[dict]:
+        """Instances of one series with their simplified tags."""
+        return self.rest("GET", f"/series/{orthanc_series_id}/instances?expand")
+
+    def instance_file(self, orthanc_instance_id: str) -> bytes:
+        """The stored DICOM file of one instance."""
+        req = urllib.request.Request(f"http://{_LOOPBACK}:{self.http_port}/instances/{orthanc_instance_id}/file")
+        with _HTTP.open(req, timeout=10.0) as rsp:
+            return rsp.read()
+
+
+class DcmqrscpServer:
+    """dcmtk ``dcmqrscp`` in its default forking mode (``--single-process`` crashes on Debian 12's build).
+
+    Args:
+        workdir: private directory for ``qr.cfg``, the storage area (``index.dat``) and the log.
+        peers: AE title -> (host, port) of peers it may C-MOVE to (port 0 for C-GET-only peers).
+        aet: the archive's AE title.
+    """
+
+    def __init__(self, workdir: Path, peers: dict[str, tuple[str, int]], aet: str = "QRSCP"):
+        self.workdir = Path(workdir)
+        self.aet = aet
+        self.port = free_port()
+        self.peers = dict(peers)
+        self.proc: subprocess.Popen | None = None
+        self.store_dir = self.workdir / "store"
+        self.config_path = self.workdir / "qr.cfg"
+        self.log_path = self.workdir / "dcmqrscp.log"
+
+    def _write_config(self) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        names = [f"peer{i}" for i in range(len(self.peers))]
+        hosts = [f"{name} = ({aet}, {host}, {port})"
+                 for name, (aet, (host, port)) in zip(names, self.peers.items())]
+        lines = [f"NetworkTCPPort  = {self.port}", "MaxPDUSize      = 16384", "MaxAssociations = 16",
+                 "HostTable BEGIN", *hosts, f"anyclient = {', '.join(names)}", "HostTable END",
+                 "VendorTable BEGIN", "VendorTable END",
+                 "AETable BEGIN", f"{self.aet}   {self.store_dir}   RW   (200, 1024mb)   ANY", "AETable END"]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout_s: float = 15.0) -> "DcmqrscpServer":
+        """Start ``dcmqrscp -c qr.cfg`` and wait until its port accepts connections."""
+        self._write_config()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([DCMQRSCP_BIN, "-c", str(self.config_path)], stdout=log, stderr=log,
+                                     cwd=self.workdir, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dcmqrscp exited with {self.proc.returncode}; see {self.log_path}")
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.settimeout(0.5)
+                if sock.connect_ex((_LOOPBACK, self.port)) == 0:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"dcmqrscp not listening after {timeout_s} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        """Stop the server and its forked association children (one process group, started by us)."""
+        _stop_process_group(self.proc)
+        self.proc = None
+
+
+def make_series(*, patient: str, study_uid: str, modality: str = "MR", description: str = "T1 axial",
+                image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "M", "ND"), num_slices: int = 8,
+                size: int = 32, spacing_mm: tuple[float, float, float] = (1.0, 1.0, 2.0), seed: int = 0,
+                series_number: int = 1):
+    """Small phantom-like single-frame series (axial, ``size`` x ``size`` x ``num_slices``) built with pydicom.
+
+    Returns:
+        list of pydicom Datasets with file meta, in shuffled InstanceNumber order (position is the truth).
+    """
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    rng = np.random.default_rng(seed)
+    series_uid, frame_uid = generate_uid(), generate_uid()
+    yy, xx = np.mgrid[:size, :size]
+    radius = size * (0.3 + 0.1 * rng.random())
+    order = rng.permutation(num_slices)
+    datasets = []
+    for k in range(num_slices):
+        head = ((xx - size / 2) ** 2 + (yy - size / 2) ** 2) < radius ** 2
+        pixels = (head * (400 + 40 * k) + rng.integers(0, 20, (size, size))).astype(np.uint16)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage if modality == "MR" else CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = f"Phantom^{patient}", patient, "", "O"
+        ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime, ds.StudyID = study_uid, "20260115", "101500", "1"
+        ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyDescription = "", "", "phantom study"
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, series_number, description
+        ds.Modality, ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = modality, frame_uid, ""
+        ds.ImageType = list(image_type)
+        ds.InstanceNumber = int(order[k]) + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-size / 2 * spacing_mm[0], -size / 2 * spacing_mm[1], k * spacing_mm[2]]
+        ds.PixelSpacing = [spacing_mm[1], spacing_mm[0]]
+        ds.SliceThickness = spacing_mm[2]
+        ds.PatientPosition, ds.BodyPartExamined = "HFS", "HEAD"
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows = ds.Columns = size
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        if modality == "CT":
+            ds.RescaleIntercept, ds.RescaleSlope, ds.KVP = -1024, 1, 120
+        ds.PixelData = pixels.tobytes()
+        datasets.append(ds)
+    return datasets

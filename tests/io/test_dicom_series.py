@@ -1,0 +1,228 @@
+"""DICOM series reader: agreement with SimpleITK/GDCM on generated and real series, and rejection of each trap."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from drdd_med.io.dicom_series import (
+    SOURCE_SERIES_UID_KEY,
+    DicomSeriesError,
+    DicomSeriesReader,
+    find_series,
+    load_series,
+    matches_rules,
+)
+
+sitk = pytest.importorskip("SimpleITK")
+
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+c, s = np.cos(0.3), np.sin(0.3)
+OBLIQUE = (1.0, 0.0, 0.0, 0.0, float(c), float(s))
+
+
+def write_series(folder: Path, volume: np.ndarray, iop=AXIAL, origin=(-20.0, 15.0, 30.0), pixel_spacing=(0.8, 0.6),
+                 step_mm=2.5, modality="CT", image_type=("ORIGINAL", "PRIMARY", "AXIAL"), instance_numbers=None,
+                 series_uid=None, description="test series", prefix="im") -> list[Path]:
+    """Write volume (X=columns, Y=rows, Z=slices) as a single-frame series; returns files in slice order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    study_uid, for_uid = generate_uid(), generate_uid()
+    iop_a = np.asarray(iop, dtype=float)
+    normal = np.cross(iop_a[:3], iop_a[3:])
+    n_slices = volume.shape[2]
+    instance_numbers = instance_numbers if instance_numbers is not None else list(range(1, n_slices + 1))
+    sop_class = "1.2.840.10008.5.1.4.1.1.2" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4"
+    files = []
+    for k in range(n_slices):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, for_uid
+        ds.Modality, ds.SeriesDescription, ds.ImageType = modality, description, list(image_type)
+        ds.InstanceNumber = instance_numbers[k]
+        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in np.asarray(origin) + k * step_mm * normal]
+        ds.PixelSpacing = list(pixel_spacing)
+        ds.SliceThickness = step_mm
+        ds.Rows, ds.Columns = volume.shape[1], volume.shape[0]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope, ds.RescaleIntercept = (1, -1024) if modality == "CT" else (1, 0)
+        stored = volume[:, :, k].T - (-1024 if modality == "CT" else 0)
+        ds.PixelData = np.ascontiguousarray(stored.astype(np.int16)).tobytes()
+        path = folder / f"{prefix}{k:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+def sitk_volume(folder: Path, series_uid: str) -> tuple[np.ndarray, np.ndarray]:
+    """SimpleITK (GDCM) reading: (X, Y, Z) voxels and the RAS affine."""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    image = reader.Execute()
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.asarray(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    return sitk.GetArrayFromImage(image).transpose(2, 1, 0), np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+def _volume(shape=(12, 10, 6), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-1000, 2000, size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("iop", [AXIAL, SAGITTAL, OBLIQUE], ids=["axial", "sagittal", "oblique"])
+@pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled_instance_numbers"])
+def test_reader_agrees_with_simpleitk(tmp_path, iop, shuffle):
+    volume = _volume()
+    numbers = list(np.random.default_rng(1).permutation(6) + 1) if shuffle else None
+    files = write_series(tmp_path, volume, iop=iop, instance_numbers=numbers)
+    if shuffle:  # file names follow InstanceNumber, not position
+        for f, n in zip(files, numbers):
+            f.rename(f.with_name(f"x{n:03d}.dcm"))
+    image, datasets = load_series(tmp_path)
+    ref_voxels, ref_affine = sitk_volume(tmp_path, str(datasets[0].SeriesInstanceUID))
+    assert image.shape == (1, 12, 10, 6)
+    np.testing.assert_array_equal(image[0].numpy(), ref_voxels)
+    np.testing.assert_allclose(image.affine.numpy(), ref_affine, atol=1e-4)
+    np.testing.assert_array_equal(image[0].numpy(), volume)  # the volume we wrote, not a permutation of it
+    assert image.meta[SOURCE_SERIES_UID_KEY] == datasets[0].SeriesInstanceUID
+    positions = [np.dot(np.asarray(d.ImagePositionPatient, float), np.cross(iop[:3], iop[3:])) for d in datasets]
+    assert positions == sorted(positions)
+
+
+def test_loadimaged_with_reader_matches_load_series_and_inverts(tmp_path):
+    from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd
+
+    volume = _volume()
+    write_series(tmp_path, volume, iop=SAGITTAL)
+    pre = Compose([LoadImaged("image", reader=DicomSeriesReader()), EnsureChannelFirstd("image"),
+                   Orientationd("image", axcodes="RAS", labels=None)])
+    data = pre({"image": str(tmp_path)})
+    image, _ = load_series(tmp_path)
+    assert "dicom_datasets" not in data["image"].meta and SOURCE_SERIES_UID_KEY in data["image"].meta
+    # reoriented to RAS: the affine's rotation part is diagonal with positive entries
+    rot = data["image"].affine.numpy()[:3, :3]
+    assert np.all(np.diag(rot) > 0) and np.allclose(rot - np.diag(np.diag(rot)), 0, atol=1e-6)
+    data["pred"] = data["image"].clone()
+    back = Invertd("pred", transform=pre, orig_keys="image")(data)["pred"]
+    np.testing.assert_array_equal(back.numpy(), image.numpy())
+    np.testing.assert_allclose(back.affine.numpy(), image.affine.numpy(), atol=1e-6)
+
+
+def test_localizer_in_same_folder_is_ignored_by_default(tmp_path):
+    volume = _volume()
+    write_series(tmp_path, volume)
+    write_series(tmp_path, _volume((12, 10, 2), seed=3), iop=SAGITTAL, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+                 prefix="loc")
+    assert len(find_series(tmp_path)) == 2
+    image, datasets = load_series(tmp_path)
+    np.testing.assert_array_equal(image[0].numpy(), volume)
+    localizer_uid = next(uid for uid in find_series(tmp_path) if uid != datasets[0].SeriesInstanceUID)
+    with pytest.raises(DicomSeriesError, match="LOCALIZER"):
+        load_series(tmp_path, series_uid=localizer_uid)
+
+
+def test_selection_rules_pick_by_modality_and_description(tmp_path):
+    ct, mr = _volume(seed=1), _volume(seed=2)
+    write_series(tmp_path, ct, modality="CT", description="head CT", prefix="ct")
+    write_series(tmp_path, mr, modality="MR", description="T1 MPRAGE", prefix="mr")
+    with pytest.raises(DicomSeriesError, match="2 series match"):
+        load_series(tmp_path)
+    image, _ = load_series(tmp_path, rules={"Modality": "(?i)mr", "SeriesDescription": "(?i)t1"})
+    np.testing.assert_array_equal(image[0].numpy(), mr)
+    image, _ = load_series(tmp_path, rules={"selections": [{"conditions": {"Modality": "PT"}},
+                                                           {"conditions": {"Modality": "CT", "ImageType": ["!DERIVED"]}}]})
+    np.testing.assert_array_equal(image[0].numpy(), ct)
+    with pytest.raises(DicomSeriesError, match="no series matches"):
+        load_series(tmp_path, rules={"Modality": "PT"})
+
+
+def test_matches_rules_semantics():
+    ds = Dataset()
+    ds.Modality, ds.ImageType, ds.SliceThickness = "MR", ["ORIGINAL", "PRIMARY"], 1.5
+    ds.ImageOrientationPatient = list(SAGITTAL)
+    assert matches_rules(ds, {"Modality": "(?i)mr", "ImageType": ["ORIGINAL", "!LOCALIZER"], "SliceThickness": [1, 2]})
+    assert matches_rules(ds, {"ImageOrientationPatient": "Sagittal", "SliceThickness": [1.5, ">"]})
+    assert not matches_rules(ds, {"ImageOrientationPatient": "Axial"})
+    assert not matches_rules(ds, {"ImageType": ["!PRIMARY"]})
+    assert not matches_rules(ds, {"SeriesDescription": "t1"})
+
+
+def test_reader_rejects_missing_slice(tmp_path):
+    files = write_series(tmp_path, _volume())
+    files[3].unlink()
+    with pytest.raises(DicomSeriesError, match=r"non-uniform slice spacing.*im002\.dcm.*im004\.dcm.*missing"):
+        load_series(tmp_path)
+
+
+def test_reader_rejects_mixed_orientation(tmp_path):
+    files = write_series(tmp_path, _volume())
+    ds = pydicom.dcmread(files[2])
+    ds.ImageOrientationPatient = [f"{v:.6f}" for v in OBLIQUE]
+    ds.save_as(files[2])
+    with pytest.raises(DicomSeriesError, match=r"mixed orientation: .*im002\.dcm"):
+        load_series(tmp_path)
+
+
+def test_reader_skips_non_image_dicom_and_rejects_folder_without_images(tmp_path):
+    rtstruct = get_testdata_file("rtstruct.dcm", download=False)
+    assert rtstruct is not None
+    volume = _volume()
+    write_series(tmp_path / "a", volume)
+    shutil.copy(rtstruct, tmp_path / "a" / "rtstruct.dcm")
+    (tmp_path / "a" / "README.txt").write_text("not DICOM")
+    image, _ = load_series(tmp_path / "a")
+    np.testing.assert_array_equal(image[0].numpy(), volume)
+    (tmp_path / "b").mkdir()
+    shutil.copy(rtstruct, tmp_path / "b" / "rtstruct.dcm")
+    with pytest.raises(DicomSeriesError, match=r"b: no DICOM image series"):
+        load_series(tmp_path / "b")
+
+
+@pytest.mark.parametrize("keep_fraction", [0.98, 0.5, 0.02], ids=["truncated_pixels", "truncated_header", "truncated_preamble"])
+def test_reader_rejects_truncated_file(tmp_path, keep_fraction):
+    files = write_series(tmp_path, _volume())
+    data = files[4].read_bytes()
+    files[4].write_bytes(data[: max(132, int(len(data) * keep_fraction))])
+    with pytest.raises(DicomSeriesError, match=r"im004\.dcm.*(truncated|corrupt)"):
+        load_series(tmp_path)
+
+
+def test_reader_rejects_missing_folder(tmp_path):
+    with pytest.raises(DicomSeriesError, match="not a folder"):
+        load_series(tmp_path / "nope")
+
+
+def test_real_ct_series_with_localizer_from_pydicom(tmp_path):
+    ct_file = get_testdata_file("dicomdirtests/98892001/CT5N/0001", download=False) or ""
+    ct_dir = Path(ct_file).parent if ct_file else Path(pydicom.data.get_testdata_file("CT_small.dcm", download=False)).parent / "dicomdirtests/98892001/CT5N"
+    assert ct_dir.is_dir()
+    shutil.copytree(ct_dir, tmp_path / "study")
+    for f in (ct_dir.parent / "CT2N").iterdir():  # the localizers of the same study
+        shutil.copy(f, tmp_path / "study" / f"loc_{f.name}")
+    image, datasets = load_series(tmp_path / "study")
+    ref_voxels, ref_affine = sitk_volume(tmp_path / "study", str(datasets[0].SeriesInstanceUID))
+    assert image.shape[-1] == 5
+    np.testing.assert_array_equal(image[0].numpy(), ref_voxels)
+    np.testing.assert_allclose(image.affine.numpy(), ref_affine, atol=1e-4)
+    assert abs(abs(float(image.affine[2, 2])) - 2.5) < 1e-3
+
+
+def test_real_mr_derived_projections_are_rejected(tmp_path):
+    mr_dir = Path(pydicom.data.get_testdata_file("CT_small.dcm", download=False)).parent / "dicomdirtests/98892003/MR700"
+    with pytest.raises(DicomSeriesError, match="MR700"):
+        load_series(mr_dir)
