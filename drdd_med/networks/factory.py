@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                          num_head_channels=8),
         "noise": dict(channels=(16, 32), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
                       num_head_channels=8),
-        "coupled": dict(channels=(24, 48), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
+        "coupled": dict(channels=(16, 48), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
                         num_head_channels=8),
     },
     "small": {
@@ -47,14 +47,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "noise": dict(channels=(32, 64, 128), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=16,
                       num_head_channels=32),
         "coupled": dict(channels=(48, 96, 176), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=16,
-                        num_head_channels=32),
+                        num_head_channels=16),
     },
     "paper": {
         "residual": dict(channels=(64, 128, 256, 512), attention_levels=(_F, _F, _F, _T), num_res_blocks=2,
                          norm_num_groups=32, num_head_channels=64),
         "noise": dict(channels=(128, 128, 256, 256, 512, 512), attention_levels=(_F, _F, _F, _T, _T, _T),
                       num_res_blocks=2, norm_num_groups=32, num_head_channels=64),
-        "coupled": dict(channels=(128, 256, 512, 768), attention_levels=(_F, _F, _F, _T), num_res_blocks=2,
+        "coupled": dict(channels=(128, 320, 512, 832), attention_levels=(_F, _F, _F, _T), num_res_blocks=2,
                         norm_num_groups=32, num_head_channels=64),
     },
 }
@@ -84,6 +84,12 @@ def build_unet(spatial_dims: int, in_channels: int, out_channels: int, **config:
     groups = config.get("norm_num_groups", 32)
     if any(c % groups for c in channels):
         raise ValueError(f"every entry of channels {channels} must be divisible by norm_num_groups={groups}.")
+    heads = config.get("num_head_channels", 8)
+    heads = [heads] * len(channels) if isinstance(heads, int) else list(heads)
+    attention = config.get("attention_levels", [False] * len(channels))
+    bad = [c for c, h, a in zip(channels, heads, attention) if a and c % h]
+    if bad:
+        raise ValueError(f"channels {bad} at attention levels must be divisible by num_head_channels={heads}.")
     return DiffusionModelUNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **config)
 
 

@@ -17,7 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-__all__ = ["free_port", "make_series", "OrthancServer", "DcmqrscpServer", "ORTHANC_BIN", "DCMQRSCP_BIN"]
+__all__ = ["free_port", "make_series", "phantom_archive", "c_store", "job_config", "OrthancServer", "DcmqrscpServer",
+           "ORTHANC_BIN", "DCMQRSCP_BIN", "T1_RULES"]
 
 ORTHANC_BIN = "/usr/sbin/Orthanc"
 DCMQRSCP_BIN = shutil.which("dcmqrscp") or "/usr/bin/dcmqrscp"
@@ -244,3 +245,67 @@ def make_series(*, patient: str, study_uid: str, modality: str = "MR", descripti
         ds.PixelData = pixels.tobytes()
         datasets.append(ds)
     return datasets
+
+
+#: The selection rules of the tests: T1 MR, no localizer.
+T1_RULES = {"selections": [{"name": "t1", "conditions": {
+    "Modality": "(?i)MR", "SeriesDescription": "(?i)t1", "ImageType": ["!LOCALIZER"]}}]}
+
+
+def phantom_archive(num_patients: int = 3, extras: bool = True) -> tuple[dict[str, list], list]:
+    """Series of several phantom patients: one T1 MR each, plus (``extras``) a T2 MR, a CT and a T1 localizer.
+
+    Returns:
+        ``(selected, others)``: selected T1 series as {SeriesInstanceUID: datasets}; the other datasets.
+    """
+    from pydicom.uid import generate_uid
+
+    selected, others = {}, []
+    for i in range(num_patients):
+        study = generate_uid()
+        t1 = make_series(patient=f"PH{i:03d}", study_uid=study, seed=i, num_slices=8 + i % 2)
+        selected[str(t1[0].SeriesInstanceUID)] = t1
+        if extras and i == 0:
+            others += make_series(patient=f"PH{i:03d}", study_uid=study, description="T1 scout",
+                                  image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), num_slices=3, seed=90,
+                                  series_number=2)
+            others += make_series(patient=f"PH{i:03d}", study_uid=study, modality="CT", description="head CT",
+                                  seed=91, series_number=3)
+            others += make_series(patient=f"PH{i:03d}", study_uid=study, description="T2 axial", seed=92,
+                                  series_number=4)
+    return selected, others
+
+
+def c_store(port: int, called_ae: str, datasets, calling_ae: str = "UPLOADER") -> None:
+    """Upload datasets to a PACS on 127.0.0.1 with pynetdicom C-STORE (every status checked)."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    for sop_class in {str(ds.SOPClassUID) for ds in datasets}:
+        ae.add_requested_context(sop_class)
+    assoc = ae.associate(_LOOPBACK, port, ae_title=called_ae)
+    assert assoc.is_established, f"cannot associate with {called_ae}@{port}"
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            assert status and status.Status == 0, f"C-STORE refused: {status}"
+    finally:
+        assoc.release()
+
+
+def job_config(state_dir: Path, pacs_port: int, pacs_ae: str, scp_port: int, retrieve: str = "move",
+               **overrides) -> dict:
+    """A ``pacs.json`` object for the tests (short timeouts, no retry backoff, the test translator)."""
+    config = {
+        "ae_title": "DRDD", "bind": _LOOPBACK, "port": scp_port,
+        "pacs": {"host": _LOOPBACK, "port": pacs_port, "ae_title": pacs_ae},
+        "destination": None, "retrieve": retrieve,
+        "query": {"Modality": "MR", "StudyDate": "20260101-"}, "rules": T1_RULES,
+        "bundle": None, "translator": "pacs_translator:build", "inference": {},
+        "state_dir": str(state_dir), "max_attempts": 3, "retry_backoff_s": 0,
+        "acse_timeout_s": 5, "dimse_timeout_s": 15, "network_timeout_s": 15, "connection_timeout_s": 5,
+        "retrieve_timeout_s": 60,
+    }
+    config.update(overrides)
+    return config

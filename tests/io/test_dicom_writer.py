@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from drdd_med.io.dicom_series import load_series
 from drdd_med.io.dicom_writer import slice_geometry, write_sct_series
 
 SimpleITK = pytest.importorskip("SimpleITK")
@@ -109,9 +109,25 @@ def test_sitk_round_trip_hu_and_affine(written):
     np.testing.assert_allclose(affine, written["affine"], atol=1e-4)
 
 
-def test_reader_round_trip():
-    if importlib.util.find_spec("drdd_med.io.dicom_series") is None:
-        pytest.skip("drdd_med.io.dicom_series not available")
+def test_load_series_round_trip(written):
+    image, datasets = load_series(written["root"] / "sct")
+    np.testing.assert_array_equal(image[0].numpy(), np.rint(np.clip(written["hu"], -1024, 3071)))
+    np.testing.assert_allclose(np.asarray(image.affine), written["affine"], atol=1e-4)
+    assert [int(ds.InstanceNumber) for ds in datasets] == list(range(1, len(datasets) + 1))
+
+
+def test_mr_to_sct_pipeline_through_load_series(tmp_path):
+    iop, spacing, slice_spacing, shape = GEOMETRIES["oblique"]
+    make_mr_series(tmp_path / "mr", iop, spacing, slice_spacing, shape, shuffle=True)
+    mr, sources = load_series(tmp_path / "mr")
+    hu = hu_volume(tuple(mr.shape[1:]), seed=3)
+    write_sct_series(hu, mr.affine, tmp_path / "sct", sources, model_version="v1")
+    sct, written = load_series(tmp_path / "sct")
+    np.testing.assert_allclose(np.asarray(sct.affine), np.asarray(mr.affine), atol=1e-4)
+    np.testing.assert_array_equal(sct[0].numpy(), np.rint(np.clip(hu, -1024, 3071)))
+    # slice k of the sCT references slice k of the MR (both sorted by position by the reader)
+    assert [ds.SourceImageSequence[0].ReferencedSOPInstanceUID for ds in written] == \
+        [ds.SOPInstanceUID for ds in sources]
 
 
 @pytest.mark.dicomtools

@@ -32,7 +32,8 @@ def make_items(num=5, shape=(16, 16), seed=0):
         label = rng.uniform(-1, 0.8, size=(1, *shape)).astype(np.float32)
         pred = np.clip(label + rng.normal(0, 0.05, size=label.shape), -1.2, 1.2).astype(np.float32)
         mask = (rng.uniform(size=label.shape) > 0.3).astype(np.float32)
-        items.append({"image": torch.from_numpy(pred), "label": torch.from_numpy(label), "mask": torch.from_numpy(mask)})
+        items.append({"image": torch.from_numpy(pred), "label": torch.from_numpy(label),
+                      "mask": torch.from_numpy(mask)})
     return items
 
 

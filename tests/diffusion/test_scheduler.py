@@ -1,0 +1,139 @@
+"""DRDDScheduler: schedule values (METHOD.md §2 table), forward processes (§3) and reverse steps (§6)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from drdd_med.diffusion.scheduler import DRDDScheduler
+
+
+def _abar_float64(t: int) -> float:
+    betas = [1e-4 + (0.02 - 1e-4) * i / 999 for i in range(1000)]
+    return math.prod(1.0 - b for b in betas[: t + 1])
+
+
+# (t, raw ᾱ_t, normalised ᾱ_t, β̄_t) from METHOD.md §2
+TABLE = [
+    (0, 0.00005, 0.00005, 0.0100),
+    (99, 0.05289, 0.05323, 0.32091),
+    (249, 0.27606, 0.27783, 0.68987),
+    (499, 0.71967, 0.72427, 0.95990),
+    (749, 0.94212, 0.94814, 0.99832),
+    (999, 0.99365, 1.00000, 0.99998),
+]
+
+
+@pytest.mark.parametrize("t, raw, normalised, noise", TABLE)
+def test_schedule_matches_method_table(t, raw, normalised, noise):
+    norm, code = DRDDScheduler(), DRDDScheduler(residual_schedule="code")
+    assert float(norm.noise_coef[t]) == pytest.approx(noise, abs=1e-5)
+    assert float(code.residual_coef[t]) == pytest.approx(raw, abs=1e-5)
+    assert float(norm.residual_coef[t]) == pytest.approx(normalised, abs=1e-5)
+    # time inputs: 1000·ᾱ_t and 1000·β̄_t (unit noise level)
+    assert float(code.time_input_residual(t)) == pytest.approx(1000 * raw, abs=1e-2)
+    assert float(norm.time_input_noise(t)) == pytest.approx(1000 * noise, abs=1e-2)
+
+
+def test_schedule_agrees_with_independent_float64_computation():
+    sched = DRDDScheduler(residual_schedule="code")
+    for t in (0, 10, 500, 999):
+        abar = _abar_float64(t)
+        assert sched.noise_coef_at(t) == pytest.approx(math.sqrt(1 - abar), abs=2e-6)
+        assert sched.residual_coef_at(t) == pytest.approx(1 - math.sqrt(abar), abs=2e-6)
+
+
+def test_normalized_endpoint_is_exactly_one_and_code_endpoint_is_raw():
+    assert float(DRDDScheduler().residual_coef[-1]) == 1.0
+    assert float(DRDDScheduler(residual_schedule="code").residual_coef[-1]) == pytest.approx(0.993647, abs=2e-6)
+
+
+@pytest.mark.parametrize("level", [0.5, 1.0, 1.8])
+def test_noise_level_scales_noise_coef_but_not_the_time_input(level):
+    base, sched = DRDDScheduler(), DRDDScheduler(noise_level=level)
+    assert torch.allclose(sched.noise_coef, level * base.noise_coef, atol=1e-6)
+    assert sched.sigma_n == pytest.approx(level * 0.99998, abs=1e-5)
+    assert torch.allclose(sched.time_input_noise(torch.arange(1000)), base.time_input_noise(torch.arange(1000)), atol=1e-3)
+    assert torch.equal(sched.residual_coef, base.residual_coef)
+
+
+@pytest.mark.parametrize("n, expected", [(2, [999, 499, -1]), (3, [999, 665, 332, -1]),
+                                         (5, [999, 799, 599, 399, 199, -1]), (10, list(range(999, -1, -100)) + [-1])])
+def test_timesteps_for_matches_method_grid(n, expected):
+    assert DRDDScheduler().timesteps_for(n) == expected
+
+
+def test_set_timesteps_stores_both_subsequences():
+    sched = DRDDScheduler()
+    sched.set_timesteps(2, 3)
+    assert sched.residual_timesteps == [999, 499, -1]
+    assert sched.noise_timesteps == [999, 665, 332, -1]
+    assert sched.timesteps.tolist() == [999, 499, 999, 665, 332]
+    assert sched.num_inference_steps == 5
+
+
+def test_default_two_step_updates_match_method_6_2():
+    code = DRDDScheduler(residual_schedule="code")
+    (t1, s1), (t2, s2) = code.timestep_pairs(2)
+    assert code.residual_coef_at(t1) - code.residual_coef_at(s1) == pytest.approx(0.27398, abs=1e-5)
+    assert code.residual_coef_at(t2) - code.residual_coef_at(s2) == pytest.approx(0.71967, abs=1e-5)
+    assert code.noise_coef_at(t1) - code.noise_coef_at(s1) == pytest.approx(0.04008, abs=1e-5)
+    assert code.noise_coef_at(t2) - code.noise_coef_at(s2) == pytest.approx(0.95990, abs=1e-5)
+
+
+def test_noise_stage_marginal_has_mean_x0_and_std_noise_coef():
+    sched = DRDDScheduler()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.full((1, 1, 200, 200), 0.3)
+    noise = torch.randn(x0.shape, generator=g)
+    x_t = sched.add_noise(x0, noise, torch.tensor([249]))
+    assert float(x_t.mean()) == pytest.approx(0.3, abs=0.01)
+    assert float(x_t.std()) == pytest.approx(0.68987, rel=0.02)
+    assert torch.allclose(x_t, x0 + sched.noise_coef_at(249) * noise)
+
+
+def test_residual_stage_endpoints():
+    sched = DRDDScheduler()
+    g = torch.Generator().manual_seed(1)
+    x0, source, noise = (torch.randn(2, 1, 8, 8, generator=g) for _ in range(3))
+    start = sched.add_residual(x0, source, noise, torch.tensor([0]))
+    # ᾱ_0 ≈ 5e-5: the residual stage starts at the noise stage's state at σ_n
+    assert torch.allclose(start, x0 + sched.sigma_n * noise + sched.residual_coef_at(0) * (source - x0), atol=1e-6)
+    assert torch.allclose(start, sched.add_noise(x0, noise, torch.tensor([999])), atol=5e-4)
+    end = sched.add_residual(x0, source, noise, torch.tensor([999, 999]))
+    assert torch.allclose(end, source + sched.sigma_n * noise, atol=1e-6)  # the noise-carrying input
+
+
+def test_per_sample_timesteps_are_broadcast_per_sample():
+    sched = DRDDScheduler()
+    x0, noise = torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)
+    out = sched.add_noise(x0, noise, torch.tensor([0, 999]))
+    assert torch.allclose(out[0], torch.full_like(out[0], sched.noise_coef_at(0)))
+    assert torch.allclose(out[1], torch.full_like(out[1], sched.noise_coef_at(999)))
+
+
+def test_step_noise_with_eta_is_seeded_and_has_the_ddim_sigma():
+    sched = DRDDScheduler()
+    x, eps = torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
+    a = sched.step_noise(eps, 999, 499, x, eta=1.0, generator=torch.Generator().manual_seed(5))
+    b = sched.step_noise(eps, 999, 499, x, eta=1.0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    b_t, b_s = sched.noise_coef_at(999), sched.noise_coef_at(499)
+    sigma = math.sqrt((b_t**2 - b_s**2) * b_s**2 / b_t**2)
+    assert sched.noise_step_sigma(999, 499, 1.0) == pytest.approx(sigma)
+    assert float(a.std()) == pytest.approx(sigma, rel=0.05)
+    assert sched.noise_step_sigma(999, 499, 0.0) == 0.0
+
+
+@pytest.mark.parametrize("kwargs", [{"noise_level": 0.0}, {"noise_level": -1.0}, {"residual_schedule": "raw"},
+                                    {"num_train_timesteps": 1}])
+def test_invalid_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        DRDDScheduler(**kwargs)
+
+
+def test_invalid_step_count_raises():
+    with pytest.raises(ValueError, match="number of steps"):
+        DRDDScheduler().timesteps_for(0)

@@ -1,0 +1,41 @@
+"""JointTrainer: both losses per step, two optimisers, standard iteration events, EMA attachable."""
+
+from __future__ import annotations
+
+import torch
+from ignite.engine import Events
+from monai.engines.utils import IterationEvents
+
+from drdd_med.diffusion.scheduler import DRDDScheduler
+from drdd_med.engines.ema import EMAHandler, ModelEMA
+from drdd_med.engines.joint import LOSS_NOISE, LOSS_RESIDUAL, JointTrainer
+from drdd_med.networks.factory import build_drdd_net
+
+from test_stage_training import fixed_batch  # noqa: E402  (sibling test module on sys.path via rootdir)
+
+
+def test_joint_training_decreases_both_losses_and_fires_events():
+    torch.manual_seed(0)
+    net = build_drdd_net(2, 1, 1, preset="tiny", noise_conditioned=True)
+    steps = 150
+    trainer = JointTrainer(
+        device="cpu", max_epochs=1, train_data_loader=[fixed_batch()] * steps, network=net,
+        optimizer=torch.optim.Adam(net.residual_net.parameters(), lr=3e-3), loss_function=torch.nn.MSELoss(),
+        scheduler=DRDDScheduler(), noise_optimizer=torch.optim.Adam(net.noise_net.parameters(), lr=3e-3),
+        grad_clip_norm=1.0, generator=torch.Generator().manual_seed(0),
+    )
+    fired = {e: 0 for e in IterationEvents}
+    for event in IterationEvents:
+        trainer.add_event_handler(event, lambda e, ev=event: fired.__setitem__(ev, fired[ev] + 1))
+    ema = ModelEMA(net, decay=0.9)
+    EMAHandler(ema, interval=10).attach(trainer)
+    losses = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(
+        (float(e.state.output[0][LOSS_RESIDUAL]), float(e.state.output[0][LOSS_NOISE]), float(e.state.output[0]["loss"]))))
+    trainer.run()
+    assert all(count == steps for count in fired.values())
+    assert int(ema.num_updates) == steps // 10
+    first = [sum(v[i] for v in losses[:10]) / 10 for i in range(3)]
+    last = [sum(v[i] for v in losses[-20:]) / 20 for i in range(3)]
+    assert first[0] / last[0] >= 10 and first[1] / last[1] >= 5, (first, last)
+    assert abs(losses[-1][2] - losses[-1][0] - losses[-1][1]) < 1e-5
