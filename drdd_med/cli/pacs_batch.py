@@ -17,13 +17,18 @@ __all__ = ["add_parser", "run", "EXIT_CONFIG"]
 logger = logging.getLogger(__name__)
 
 EXIT_CONFIG = 4
+_DESCRIPTION = """Query a PACS, translate the selected MR series to synthetic CT and store them back, recording every
+step in a SQLite journal under state_dir (see docs/pacs.md). Run it from cron with --once.
+
+exit codes: 0 every processed series stored (or skipped by the rules); 1 some series failed (see the journal);
+2 the PACS could not be queried; 3 another job holds the state directory; 4 invalid config or translator."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``pacs-batch`` subcommand."""
     parser = subparsers.add_parser(
         "pacs-batch", help="query a PACS, translate the selected MR series to sCT and store them back",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="pacs.json (see docs/pacs.md)")
     parser.add_argument("--once", action="store_true",
                         help="run one pass and exit (cron); default: repeat every poll_interval_s until SIGTERM")

@@ -7,6 +7,7 @@ the user (registration at synthrad2023.grand-challenge.org); this module only in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,10 @@ def synthrad_spec(root: str | Path, source: str = "mr", spec_dir: str | Path | N
             cases[case.name] = files
     if not cases:
         raise ValueError(f"{root}: no case folder with {source}.nii.gz and ct.nii.gz; expected <root>/<case>/{source}.nii.gz.")
-    rel = lambda p: Path(p).relative_to(spec_dir).as_posix() if Path(p).is_relative_to(spec_dir) else str(p)  # noqa: E731
+
+    def rel(path: Path) -> str:
+        return Path(os.path.relpath(path, spec_dir)).as_posix()
+
     split = split_subjects(list(cases), val_fraction, test_fraction, seed)
     modality, normalize = SOURCES[source]
     spec: dict[str, Any] = {

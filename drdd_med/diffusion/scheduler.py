@@ -231,6 +231,8 @@ class DRDDScheduler(Scheduler):
     def _gather(coef: torch.Tensor, timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         timesteps = torch.as_tensor(timesteps, device=coef.device).long()
         if timesteps.ndim != 1 or timesteps.shape[0] not in (1, like.shape[0]):
-            raise ValueError(f"timesteps must be 1-D with 1 or B={like.shape[0]} entries, got {tuple(timesteps.shape)}.")
+            raise ValueError(
+                f"timesteps must be 1-D with 1 or B={like.shape[0]} entries, got {tuple(timesteps.shape)}."
+            )
         values = coef[timesteps].to(device=like.device, dtype=like.dtype)
         return unsqueeze_right(values, like.ndim)

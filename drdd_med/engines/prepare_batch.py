@@ -13,6 +13,19 @@ prepare-batch              stage inferer               regression target        
 =========================  ==========================  ===============================  =======================
 
 Randomness (timesteps, noise) is drawn from an optional ``torch.Generator`` for reproducible runs.
+
+Example (noise stage on target-only items; the optimizer holds only that stage's parameters)::
+
+    net = build_drdd_net(2, 1, 1, preset="small")
+    sched = DRDDScheduler()
+    trainer = SupervisedTrainer(
+        device=device, max_epochs=100, train_data_loader=ct_loader, network=net,
+        optimizer=torch.optim.Adam(net.noise_net.parameters(), lr=8e-5), loss_function=torch.nn.MSELoss(),
+        prepare_batch=NoisePrepareBatch(sched), inferer=NoiseStageInferer(sched),
+    )
+
+The residual stage swaps in ``net.residual_net.parameters()``, ``ResidualPrepareBatch`` and
+``ResidualStageInferer``; :class:`~drdd_med.engines.joint.JointTrainer` trains both at once.
 """
 
 from __future__ import annotations

@@ -48,7 +48,12 @@ class ResidualStageInferer(_StageInferer):
     """r̂ = R_θ(x0 + σ_n ε + ᾱ_t (anchor(source) - x0), source, 1000·ᾱ_t) (residual loss, paper Eq. 10)."""
 
     def __call__(  # type: ignore[override]
-        self, inputs: torch.Tensor, network: nn.Module, noise: torch.Tensor, timesteps: torch.Tensor, source: torch.Tensor
+        self,
+        inputs: torch.Tensor,
+        network: nn.Module,
+        noise: torch.Tensor,
+        timesteps: torch.Tensor,
+        source: torch.Tensor,
     ) -> torch.Tensor:
         self._check(inputs, network)
         x_t = self.scheduler.add_residual(inputs, source, noise, timesteps)
@@ -62,7 +67,12 @@ class CoupledStageInferer(_StageInferer):
     scheduler: CoupledScheduler
 
     def __call__(  # type: ignore[override]
-        self, inputs: torch.Tensor, network: nn.Module, noise: torch.Tensor, timesteps: torch.Tensor, source: torch.Tensor
+        self,
+        inputs: torch.Tensor,
+        network: nn.Module,
+        noise: torch.Tensor,
+        timesteps: torch.Tensor,
+        source: torch.Tensor,
     ) -> torch.Tensor:
         self._check(inputs, network)
         x_t = self.scheduler.add_coupled(inputs, source, noise, timesteps)

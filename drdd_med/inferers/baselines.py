@@ -20,7 +20,9 @@ __all__ = ["CoupledInferer", "RegressionInferer"]
 def _validate(source: torch.Tensor, network: nn.Module) -> None:
     check_finite("source", source)
     if source.ndim < 3:
-        raise ValueError(f"source must be (B, C, *spatial), got shape {tuple(source.shape)}; add batch/channel axes.")
+        raise ValueError(
+            f"source must be (B, C, *spatial), got shape {tuple(source.shape)}; add batch/channel axes."
+        )
     check_divisible("source", source, int(getattr(network, "divisor", 1)))
 
 

@@ -19,13 +19,18 @@ __all__ = ["DRDDInferer", "check_noise_level", "ensemble"]
 logger = logging.getLogger(__name__)
 
 
+def _unwrap(network: nn.Module) -> nn.Module:
+    """The wrapped module of DataParallel / DistributedDataParallel (for attribute look-ups only)."""
+    return network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
+
+
 def check_noise_level(scheduler: DRDDScheduler, network: nn.Module, allow_mismatch: bool = False) -> None:
     """Refuse to sample when the scheduler's noise level differs from the one stored in the network (§6.3).
 
     Raises:
         ValueError: on a mismatch, unless ``allow_mismatch``.
     """
-    stored = getattr(network, "noise_level", None)
+    stored = getattr(_unwrap(network), "noise_level", None)
     if stored is None:
         return
     stored = float(stored)
@@ -112,13 +117,15 @@ class DRDDInferer(Inferer):
         """Check the source (finite, divisible by the network's factor) and the noise level; raise ValueError."""
         check_finite("source", source)
         if source.ndim < 3:
-            raise ValueError(f"source must be (B, C, *spatial), got shape {tuple(source.shape)}; add batch/channel axes.")
-        check_divisible("source", source, int(getattr(network, "divisor", 1)))
+            raise ValueError(
+                f"source must be (B, C, *spatial), got shape {tuple(source.shape)}; add batch/channel axes."
+            )
+        check_divisible("source", source, int(getattr(_unwrap(network), "divisor", 1)))
         check_noise_level(self.scheduler, network, self.allow_noise_level_mismatch)
 
     def target_channels(self, source: torch.Tensor, network: nn.Module) -> int:
         """Ct: the network's ``target_channels``, else the source's channel count."""
-        channels = getattr(network, "target_channels", None)
+        channels = getattr(_unwrap(network), "target_channels", None)
         return int(channels) if channels is not None else int(source.shape[1])
 
     # ------------------------------------------------------------------ sampling

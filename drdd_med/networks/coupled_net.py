@@ -30,7 +30,9 @@ class CoupledNet(nn.Module):
         """(B, 2*Ct, *spatial) concatenated (r̂, ε̂) for state ``x`` (B, Ct, ...), source and (B,) time inputs."""
         return self.net(torch.cat([x, source], dim=1), timesteps=timesteps)
 
-    def predict(self, x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(r̂, ε̂), each (B, Ct, *spatial)."""
         out = self(x, source, t_input)
         return out[:, : self.target_channels], out[:, self.target_channels :]
@@ -59,4 +61,5 @@ class EntangledNet(CoupledNet):
 
     def forward(self, x: torch.Tensor, source: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         inputs = torch.cat([x, source], dim=1)
-        return torch.cat([self.residual_net(inputs, timesteps=timesteps), self.noise_net(inputs, timesteps=timesteps)], 1)
+        residual = self.residual_net(inputs, timesteps=timesteps)
+        return torch.cat([residual, self.noise_net(inputs, timesteps=timesteps)], dim=1)

@@ -58,7 +58,9 @@ class DRDDNet(nn.Module):
         self.noise_net = noise_net
         self.noise_conditioned = bool(noise_conditioned)
         self.register_buffer("noise_level", torch.tensor(float(noise_level), dtype=torch.float64))
-        self.divisor = int(divisor) if divisor is not None else max(network_divisor(residual_net), network_divisor(noise_net))
+        if divisor is None:
+            divisor = max(network_divisor(residual_net), network_divisor(noise_net))
+        self.divisor = int(divisor)
         if target_channels is None:
             target_channels = getattr(residual_net, "out_channels", None)
         if source_channels is None and target_channels is not None and hasattr(residual_net, "in_channels"):
@@ -98,4 +100,5 @@ class DRDDNet(nn.Module):
         raise ValueError(f"stage must be {RESIDUAL!r} or {NOISE!r}, got {stage!r}.")
 
     def extra_repr(self) -> str:
-        return f"noise_conditioned={self.noise_conditioned}, noise_level={float(self.noise_level)}, divisor={self.divisor}"
+        level = float(self.noise_level)
+        return f"noise_conditioned={self.noise_conditioned}, noise_level={level}, divisor={self.divisor}"

@@ -70,7 +70,7 @@ class OracleNoiseNet(_OracleBase):
 
 
 class OracleCoupledNet(CoupledNet):
-    """Coupled oracle: true residual and the noise recovered from ``x_t = x0 + ᾱ_t r + β̄_t ε`` (time input = t)."""
+    """Coupled oracle: the true residual, and the noise recovered from ``x_t = x0 + ᾱ_t r + β̄_t ε`` (input t)."""
 
     def __init__(self, scheduler: CoupledScheduler, target_channels: int, target=None, target_fn=None) -> None:
         super().__init__(OracleResidualNet(target_channels, target, target_fn), target_channels)

@@ -11,7 +11,7 @@ from typing import Any
 
 from drdd_med.io.dicom_series import DicomSeriesError, load_series
 
-__all__ = ["IncompleteSeriesError", "check_retrieved", "check_sct"]
+__all__ = ["IncompleteSeriesError", "check_retrieved", "check_volume", "check_sct"]
 
 
 class IncompleteSeriesError(ValueError):
@@ -20,7 +20,7 @@ class IncompleteSeriesError(ValueError):
 
 def check_retrieved(folder: Path, series_uid: str, received: int, result: Any,
                     expected_instances: int | None = None) -> list[Any]:
-    """Check that ``folder`` holds the whole series ``series_uid`` and that it reads as one regular volume.
+    """Check that ``folder`` holds every instance of series ``series_uid`` and return their headers.
 
     Args:
         folder: retrieval folder (one ``<SOPInstanceUID>.dcm`` per accepted instance).
@@ -30,12 +30,14 @@ def check_retrieved(folder: Path, series_uid: str, received: int, result: Any,
         expected_instances: NumberOfSeriesRelatedInstances from C-FIND, if the PACS gave it.
 
     Returns:
-        The series' datasets sorted along the slice normal (full headers, for the rule re-check).
+        The instances' headers (no pixel data), for the selection re-check on full headers.
 
     Raises:
-        IncompleteSeriesError: counts disagree, or the series has gaps, duplicates, mixed geometry or a file that
-            cannot be decoded (the reader's message is kept).
+        IncompleteSeriesError: the counts disagree, or a header cannot be read.
     """
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
     files = sorted(Path(folder).glob("*.dcm"))
     delivered = result.completed + result.warning
     if not files:
@@ -47,12 +49,25 @@ def check_retrieved(folder: Path, series_uid: str, received: int, result: Any,
         raise IncompleteSeriesError(f"series {series_uid}: incomplete, C-FIND announced {expected_instances} "
                                     f"instances, {len(files)} retrieved")
     try:
+        return [dcmread(f, stop_before_pixels=True) for f in files]
+    except (InvalidDicomError, OSError, ValueError) as exc:
+        raise IncompleteSeriesError(f"series {series_uid}: unreadable instance ({exc})") from exc
+
+
+def check_volume(folder: Path, series_uid: str) -> None:
+    """Check that the retrieved series reads as one regular volume (the reader the translator uses).
+
+    Raises:
+        IncompleteSeriesError: gaps, duplicates, mixed geometry or a file that cannot be decoded (the reader's
+            message is kept).
+    """
+    files = list(Path(folder).glob("*.dcm"))
+    try:
         _, datasets = load_series(folder, series_uid=series_uid)
     except DicomSeriesError as exc:
         raise IncompleteSeriesError(f"series {series_uid}: not a complete, consistent series: {exc}") from exc
     if len(datasets) != len(files):
         raise IncompleteSeriesError(f"series {series_uid}: {len(files)} files but {len(datasets)} usable slices")
-    return datasets
 
 
 def check_sct(written: Sequence[Path], out_dir: Path, study_uid: str) -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from drdd_med.pacs import journal as jr
-from drdd_med.pacs.checks import check_retrieved, check_sct
+from drdd_med.pacs.checks import check_retrieved, check_sct, check_volume
 from drdd_med.pacs.config import PacsConfig
 from drdd_med.pacs.scp import PeerFilter, SeriesSink, StorageServer, make_store_handler
 from drdd_med.pacs.scu import PacsError, find_series, retrieve_series, store_files
@@ -325,8 +325,8 @@ class PacsBatchJob:
         try:
             result = retrieve_series(self.config, task.study_uid, task.series_uid, handler)
             received = sink.release(task.series_uid)
-            datasets = check_retrieved(partial, task.series_uid, received, result, task.expected_instances)
-            name, verdict = first_match(self.config.selections, datasets)
+            headers = check_retrieved(partial, task.series_uid, received, result, task.expected_instances)
+            _, verdict = first_match(self.config.selections, headers)
             if not verdict:
                 reason = "full headers do not match any selection rule"
                 logger.info("series %s skipped: %s", task.series_uid, reason)
@@ -334,6 +334,7 @@ class PacsBatchJob:
                 summary.skipped[task.series_uid] = reason
                 shutil.rmtree(work, ignore_errors=True)
                 return None
+            check_volume(partial, task.series_uid)
             partial.rename(work / "source")
         except Exception as exc:  # one series' failure must not stop the others
             sink.release(task.series_uid)

@@ -146,7 +146,9 @@ def make_association_check(peers: PeerFilter) -> Callable[[Any], None]:
         address = str(assoc.requestor.address)
         if not peers.allows(ae_title, address):
             logger.warning("rejected association from %s@%s: not the configured PACS", ae_title, address)
+            # As pynetdicom does for ``require_calling_aet``: send A-ASSOCIATE-RJ, then stop the association.
             assoc.acse.send_reject(_REJECT_PERMANENT, _REJECT_SOURCE_USER, _REJECT_CALLING_AE)
+            assoc.kill()
 
     return check_requestor
 

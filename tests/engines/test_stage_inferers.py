@@ -15,7 +15,8 @@ from drdd_med.networks.oracle import OracleCoupledNet, oracle_drdd_net
 
 def _batch():
     g = torch.Generator().manual_seed(0)
-    return {"source": torch.rand(3, 1, 8, 8, generator=g) * 2 - 1, "target": torch.rand(3, 1, 8, 8, generator=g) * 2 - 1}
+    source = torch.rand(3, 1, 8, 8, generator=g) * 2 - 1
+    return {"source": source, "target": torch.rand(3, 1, 8, 8, generator=g) * 2 - 1}
 
 
 @pytest.mark.parametrize("level", [1.0, 0.7])

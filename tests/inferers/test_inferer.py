@@ -60,14 +60,16 @@ def test_ensemble_mean_and_std():
     assert mean.shape == std.shape == x0.shape
     assert (mean - x0).abs().max() <= 1e-5 and std.abs().max() <= 1e-5
     net = build_drdd_net(2, 1, 1, preset="tiny")
-    mean, std = DRDDInferer(DRDDScheduler()).sample(source, net, num_samples=4, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    mean, std = DRDDInferer(DRDDScheduler()).sample(source, net, num_samples=4, generator=gen)
     assert std.shape == x0.shape and float(std.mean()) > 0  # an untrained net is uncertain
 
 
 def test_return_intermediates_lists_every_step():
     x0, source = _pair(2)
     out, steps = DRDDInferer(DRDDScheduler()).sample(source, oracle_drdd_net(1, target=x0), return_intermediates=True)
-    assert [(s["stage"], s["t"]) for s in steps] == [("residual", 999), ("residual", 499), ("noise", 999), ("noise", 499)]
+    expected = [("residual", 999), ("residual", 499), ("noise", 999), ("noise", 499)]
+    assert [(s["stage"], s["t"]) for s in steps] == expected
     assert torch.equal(steps[-1]["x"].clamp(-1, 1), out)
 
 

@@ -124,9 +124,10 @@ def test_kill_9_after_first_store_then_rerun_stores_each_series_exactly_once(ort
     selected, _ = phantom_archive(num_patients=3, extras=False)
     c_store(orthanc.dicom_port, orthanc.aet, [ds for s in selected.values() for ds in s])
     state = tmp_path / "state"
-    raw, _ = _config(orthanc, state, inference={"delay_s": 1.5})
-    config_path = tmp_path / "pacs.json"
+    raw, _ = _config(orthanc, state, inference={"delay_s": 1.0})  # slow enough to be killed mid-pass
+    config_path, rerun_path = tmp_path / "pacs.json", tmp_path / "pacs_rerun.json"
     config_path.write_text(json.dumps(raw))
+    rerun_path.write_text(json.dumps({**raw, "inference": {}}))
 
     proc = subprocess.Popen(_cli(config_path), cwd=REPO, env=_cli_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -144,7 +145,7 @@ def test_kill_9_after_first_store_then_rerun_stores_each_series_exactly_once(ort
     states = [r[0] for r in _journal_rows(state).values()]
     assert states.count("stored") >= 1 and states.count("stored") < len(selected)
 
-    rerun = subprocess.run(_cli(config_path), cwd=REPO, env=_cli_env(), capture_output=True, timeout=90)
+    rerun = subprocess.run(_cli(rerun_path), cwd=REPO, env=_cli_env(), capture_output=True, timeout=90)
     assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
     rows = _journal_rows(state)
     assert sorted(rows) == sorted(selected) and {r[0] for r in rows.values()} == {"stored"}

@@ -23,6 +23,7 @@ from drdd_med.io.dicom_series import (
 
 sitk = pytest.importorskip("SimpleITK")
 
+TEST_FILES = Path(get_testdata_file("CT_small.dcm", download=False)).parent
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 c, s = np.cos(0.3), np.sin(0.3)
@@ -208,9 +209,7 @@ def test_reader_rejects_missing_folder(tmp_path):
 
 
 def test_real_ct_series_with_localizer_from_pydicom(tmp_path):
-    ct_file = get_testdata_file("dicomdirtests/98892001/CT5N/0001", download=False) or ""
-    ct_dir = Path(ct_file).parent if ct_file else Path(pydicom.data.get_testdata_file("CT_small.dcm", download=False)).parent / "dicomdirtests/98892001/CT5N"
-    assert ct_dir.is_dir()
+    ct_dir = TEST_FILES / "dicomdirtests/98892001/CT5N"  # a real 5-slice CT at a regular 2.5 mm step
     shutil.copytree(ct_dir, tmp_path / "study")
     for f in (ct_dir.parent / "CT2N").iterdir():  # the localizers of the same study
         shutil.copy(f, tmp_path / "study" / f"loc_{f.name}")
@@ -223,6 +222,6 @@ def test_real_ct_series_with_localizer_from_pydicom(tmp_path):
 
 
 def test_real_mr_derived_projections_are_rejected(tmp_path):
-    mr_dir = Path(pydicom.data.get_testdata_file("CT_small.dcm", download=False)).parent / "dicomdirtests/98892003/MR700"
+    mr_dir = TEST_FILES / "dicomdirtests/98892003/MR700"  # derived MR angiography projections
     with pytest.raises(DicomSeriesError, match="MR700"):
         load_series(mr_dir)

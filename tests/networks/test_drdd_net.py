@@ -60,7 +60,8 @@ def test_noise_level_travels_with_the_checkpoint():
     fresh.load_state_dict(state)
     assert float(fresh.noise_level) == pytest.approx(0.8)
     x = torch.randn(1, 1, 8, 8)
-    assert torch.equal(fresh.predict_noise(x, None, torch.tensor([10.0])), trained.predict_noise(x, None, torch.tensor([10.0])))
+    t = torch.tensor([10.0])
+    assert torch.equal(fresh.predict_noise(x, None, t), trained.predict_noise(x, None, t))
 
 
 def test_stage_parameters_are_disjoint():

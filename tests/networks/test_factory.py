@@ -15,7 +15,9 @@ def _params(module: torch.nn.Module) -> int:
 @pytest.mark.parametrize("spatial_dims, size", [(2, 16), (3, 8)])
 @pytest.mark.parametrize("noise_conditioned", [False, True])
 def test_tiny_net_shapes_channels_and_flash_attention(spatial_dims, size, noise_conditioned):
-    net = build_drdd_net(spatial_dims, 3, 1, preset="tiny", noise_conditioned=noise_conditioned, attention_levels=(False, True))
+    net = build_drdd_net(
+        spatial_dims, 3, 1, preset="tiny", noise_conditioned=noise_conditioned, attention_levels=(False, True)
+    )
     assert net.residual_net.in_channels == 4 and net.residual_net.out_channels == 1
     assert net.noise_net.in_channels == (4 if noise_conditioned else 1)
     assert net.divisor == 2 and net.source_channels == 3 and net.target_channels == 1

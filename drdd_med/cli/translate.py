@@ -1,0 +1,243 @@
+"""``drdd-med translate``: MR volumes (NIfTI files, DICOM series folders) -> synthetic CT (NIfTI, optionally DICOM).
+
+Each input becomes ``<out>/<stem>_sct.nii.gz`` (int16 HU on the input's grid), plus ``<stem>_sct_std.nii.gz`` with
+``--samples N > 1`` and ``<stem>_sct_dicom/`` with ``--dicom``. A case that fails is reported on stderr (file and
+problem) and skipped; the others still finish, and the exit status is 1. Machine-readable ``PROGRESS done/total``
+lines (:mod:`drdd_med.slicer_support.progress`) go to stdout, counting network evaluations over all cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Case", "add_parser", "find_cases", "parse_steps", "run"]
+
+logger = logging.getLogger(__name__)
+
+_EPILOG = """\
+examples:
+  # one NIfTI MR volume -> out/patient1_sct.nii.gz
+  drdd-med translate patient1.nii.gz --bundle bundles/drdd --out out
+
+  # a DICOM series folder, also written as a DICOM CT series (out/t1_head_sct_dicom/)
+  drdd-med translate dicom/t1_head --out out --dicom
+
+  # every series found under an export folder, 4 samples averaged (+ an uncertainty map), on the GPU
+  drdd-med translate export/ --out out --samples 4 --device cuda
+
+  # more sampling steps (residual,noise) and another random seed
+  drdd-med translate a.nii.gz b.nii.gz --out out --steps 4,4 --seed 7
+
+inputs:
+  NIfTI files (.nii, .nii.gz); folders holding one DICOM series; or folders holding many series (every
+  non-localizer series of the model's source modality is translated) or many NIfTI files.
+
+outputs (written atomically, re-runs overwrite them; DICOM UIDs are the same on every re-run):
+  <stem>_sct.nii.gz        synthetic CT, int16 Hounsfield units, same grid and orientation as the input
+  <stem>_sct_std.nii.gz    per-voxel standard deviation over samples, HU (only with --samples > 1)
+  <stem>_sct_dicom/        CT series in the input's study (only with --dicom), marked NOT FOR DIAGNOSTIC USE
+
+exit status: 0 all cases written; 1 some case failed (listed on stderr); 2 bad options or no usable model.
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One volume to translate: a NIfTI file, or a DICOM folder (with a series UID when it holds several)."""
+
+    path: Path
+    stem: str
+    series_uid: str | None = None
+
+
+def parse_steps(text: str) -> tuple[int, int]:
+    """``"R,N"`` -> (residual_steps, noise_steps); raises ``argparse.ArgumentTypeError`` with an example."""
+    try:
+        residual, noise = (int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--steps {text!r}: expected two integers 'R,N', e.g. --steps 2,2") from None
+    if residual < 0 or noise < 0 or residual + noise == 0:
+        raise argparse.ArgumentTypeError(f"--steps {text!r}: need non-negative counts and at least one step.")
+    return residual, noise
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}.")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``translate``."""
+    p = subparsers.add_parser(
+        "translate", help="translate MR volumes to synthetic CT with a trained bundle",
+        description="Translate MR volumes (NIfTI files or DICOM series folders) to synthetic CT in Hounsfield units "
+                    "with a trained DRDD bundle. The result is on the same voxel grid as the input.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="NIfTI file, DICOM series folder, or a folder of many")
+    p.add_argument("--bundle", type=Path, default=None, help="trained bundle folder (default: bundles/drdd)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--dicom", action="store_true", help="also write each sCT as a DICOM CT series")
+    p.add_argument("--steps", type=parse_steps, default=None, metavar="R,N",
+                   help="residual and noise sampling steps (default: the model's, usually 2,2)")
+    p.add_argument("--samples", type=_positive, default=1, metavar="N",
+                   help="average N samples and write a standard-deviation map (default: 1)")
+    p.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same sCT (default: 0)")
+    p.add_argument("--progress-lines", action=argparse.BooleanOptionalAction, default=True,
+                   help="print 'PROGRESS done/total' lines on stdout for calling programs (default: on)")
+    p.set_defaults(func=run)
+    return p
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def _folder_cases(folder: Path, source_modality: str) -> list[Case]:
+    from drdd_med.io.dicom_series import find_series
+    from drdd_med.io.nifti import is_nifti
+    from drdd_med.slicer_support.command import input_stem
+
+    niftis = sorted(p for p in folder.iterdir() if p.is_file() and is_nifti(p))
+    series = find_series(folder)
+    if niftis and not series:
+        return [Case(p, input_stem(p)) for p in niftis]
+    usable = {uid: h for uid, h in series.items()
+              if len(h) > 1 and "LOCALIZER" not in [str(v).upper() for v in h[0].get("ImageType", [])]}
+    if not usable:
+        raise ValueError(f"{folder}: no NIfTI file and no DICOM image series (of more than one slice) found.")
+    if len(usable) == 1:
+        return [Case(folder, folder.name)]
+    matching = {uid: h for uid, h in usable.items() if str(h[0].get("Modality", "")).upper() == source_modality.upper()}
+    skipped = len(usable) - len(matching)
+    if skipped:
+        logger.info("%s: skipping %d series whose modality is not %s", folder, skipped, source_modality)
+    if not matching:
+        raise ValueError(f"{folder}: {len(usable)} series found, none with Modality {source_modality}.")
+    cases = []
+    for uid, headers in sorted(matching.items(), key=lambda kv: (int(kv[1][0].get("SeriesNumber") or 0), kv[0])):
+        parents = {Path(h.filename).parent for h in headers}
+        parent = parents.pop() if len(parents) == 1 else folder
+        number = headers[0].get("SeriesNumber")
+        stem = parent.name if parent != folder else f"{folder.name}_s{number if number is not None else uid[-8:]}"
+        cases.append(Case(folder, stem, uid))
+    return cases
+
+
+def find_cases(inputs: list[Path], source_modality: str = "MR") -> tuple[list[Case], list[tuple[str, str]]]:
+    """Expand the inputs into cases with unique output stems.
+
+    Returns:
+        ``(cases, failures)``: failures are ``(input, problem)`` for inputs that cannot be used at all.
+    """
+    from drdd_med.io.nifti import is_nifti
+    from drdd_med.slicer_support.command import input_stem
+
+    cases: list[Case] = []
+    failures: list[tuple[str, str]] = []
+    for path in inputs:
+        try:
+            if not path.exists():
+                raise ValueError("no such file or folder")
+            if path.is_file():
+                if not is_nifti(path):
+                    raise ValueError("not a NIfTI file (.nii / .nii.gz); for DICOM pass the folder of the series")
+                cases.append(Case(path, input_stem(path)))
+            else:
+                cases.extend(_folder_cases(path, source_modality))
+        except Exception as exc:  # one bad input must not stop the others
+            failures.append((str(path), _problem(exc)))
+    seen: dict[str, int] = {}
+    unique = []
+    for case in cases:
+        count = seen.get(case.stem, 0) + 1
+        seen[case.stem] = count
+        unique.append(case if count == 1 else Case(case.path, f"{case.stem}_{count}", case.series_uid))
+    return unique, failures
+
+
+def _problem(exc: BaseException) -> str:
+    """The innermost message of a (MONAI-wrapped) exception, one line."""
+    while exc.__cause__ is not None and isinstance(exc, RuntimeError):
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}" if not isinstance(exc, ValueError) else (text[0] if text else "")
+
+
+# ----------------------------------------------------------------------------------------------- run
+class _ProgressLines:
+    """Prints ``PROGRESS done/total`` over all cases from the per-case network-evaluation callback."""
+
+    def __init__(self, enabled: bool, per_case: int, num_cases: int) -> None:
+        self.enabled, self.per_case, self.total = enabled, per_case, per_case * num_cases
+        self.base = 0
+
+    def emit(self, done: int, message: str = "") -> None:
+        if self.enabled:
+            from drdd_med.slicer_support.progress import format_progress
+
+            print(format_progress(min(done, self.total), self.total, message), flush=True)
+
+    def case_callback(self, index: int, num_cases: int) -> Any:
+        self.base = index * self.per_case
+        return lambda done, _total: self.emit(self.base + done, f"case {index + 1}/{num_cases}")
+
+
+def _load_predictor(args: argparse.Namespace) -> Any:
+    from drdd_med.workflows.paths import default_bundle_dir
+    from drdd_med.workflows.predictor import SCTPredictor
+
+    bundle = args.bundle or default_bundle_dir()
+    residual, noise = args.steps or (None, None)
+    return SCTPredictor.from_bundle(bundle, device=args.device, residual_steps=residual, noise_steps=noise,
+                                    num_samples=args.samples, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Translate every case; return 0, or 1 when some case failed, or 2 when no model could be loaded."""
+    from tqdm import tqdm
+
+    try:
+        predictor = _load_predictor(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"drdd-med translate: error: {exc}", file=sys.stderr)
+        return 2
+    cases, failures = find_cases(list(args.inputs), predictor.config.source_modality)
+    unusable = len(failures)
+    for where, problem in failures:
+        print(f"FAILED {where}: {problem}", file=sys.stderr, flush=True)
+    r, n = predictor.steps
+    progress = _ProgressLines(args.progress_lines, max((r + n) * predictor.num_samples, 1), max(len(cases), 1))
+    progress.emit(0, "starting")
+    start = time.perf_counter()
+    written = 0
+    for index, case in enumerate(tqdm(cases, desc="sCT", unit="case", file=sys.stderr, disable=None)):
+        predictor.set_progress(progress.case_callback(index, len(cases)))
+        try:
+            result = predictor.predict(case.path, series_uid=case.series_uid)
+            paths = predictor.save_nifti(result, args.out, case.stem)
+            if args.dicom:
+                paths.append(predictor.save_dicom(result, args.out / f"{case.stem}_sct_dicom")[0].parent)
+        except Exception as exc:  # report, skip, continue with the next case
+            logger.debug("case %s failed", case.path, exc_info=True)
+            failures.append((str(case.path) + (f" (series {case.series_uid})" if case.series_uid else ""), _problem(exc)))
+            print(f"FAILED {case.path}: {_problem(exc)}", file=sys.stderr, flush=True)
+        else:
+            written += 1
+            print("wrote " + ", ".join(str(p) for p in paths), flush=True)
+        progress.emit((index + 1) * progress.per_case, f"case {index + 1}/{len(cases)} done")
+    elapsed = time.perf_counter() - start
+    print(f"{written} of {len(cases) + unusable} case(s) translated in {elapsed:.1f} s; outputs in {args.out}",
+          file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} input(s) failed:", file=sys.stderr)
+        for where, problem in failures:
+            print(f"  {where}: {problem}", file=sys.stderr)
+        return 1
+    return 0

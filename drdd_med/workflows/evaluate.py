@@ -1,0 +1,318 @@
+"""Evaluate synthetic CT against real CT: SynthRAD2023/2025 metrics, tissue MAE, trivial baselines, montages.
+
+Metrics are computed on whole 3D volumes in HU on the source's native grid (EVALUATION.md §1.3), inside the body
+mask when the case has one. Two trivial baselines put the model's numbers in context:
+
+- :func:`constant_water_baseline`: 0 HU inside the body mask, -1000 HU outside;
+- :func:`fit_linear_baseline`: a least-squares line from percentile-normalised MR to HU, fitted inside the mask on
+  training pairs.
+
+A model that does not beat both has learned nothing useful.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drdd_med import keys
+
+__all__ = [
+    "METRIC_NAMES", "CaseBaseline", "LinearBaseline", "case_metrics", "constant_water_baseline", "evaluate_cases",
+    "fit_linear_baseline", "format_table", "load_volume",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Metric keys of every case, in table order (SynthRAD2023: psnr_2023 / ssim_2023; SynthRAD2025: psnr_2025 /
+#: ms_ssim_2025; MAE is the same in both; the rest are drdd_med diagnostics, not SynthRAD).
+METRIC_NAMES = ("mae", "psnr_2023", "ssim_2023", "psnr_2025", "ms_ssim_2025", "mae_air", "mae_soft_tissue",
+                "mae_bone", "mean_error")
+#: A model predictor: source path -> (1, X, Y, Z) HU MetaTensor on the source's native grid.
+PredictFn = Callable[[str], Any]
+_ERROR_HU_MAX = 300.0  # upper end of the |error| colour scale in montages
+
+
+def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI file or DICOM series folder on its native grid.
+
+    Returns:
+        ``(volume (X, Y, Z) float32, affine (4, 4) RAS mm)``.
+    """
+    from monai.transforms import LoadImage
+
+    from drdd_med.io.nifti import VolumeReader
+
+    image = LoadImage(reader=VolumeReader(), image_only=True, ensure_channel_first=True)(str(path))
+    if image.ndim != 4 or image.shape[0] != 1:
+        raise ValueError(f"{path}: expected a single-channel 3D volume, got shape {tuple(image.shape)}.")
+    return np.asarray(image[0], dtype=np.float32), np.asarray(image.affine, dtype=np.float64)
+
+
+def _as_array(volume: Any) -> np.ndarray:
+    array = volume.detach().cpu().numpy() if hasattr(volume, "detach") else np.asarray(volume)
+    return array[0] if array.ndim == 4 else array
+
+
+def case_metrics(ct: np.ndarray, sct: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
+    """All :data:`METRIC_NAMES` for one (X, Y, Z) CT / sCT pair in HU (``mask > 0`` = body; None = everything)."""
+    from drdd_med.metrics.functional import synthrad2023_metrics, synthrad2025_metrics, tissue_mae
+
+    m23, m25, tissue = synthrad2023_metrics(ct, sct, mask), synthrad2025_metrics(ct, sct, mask), tissue_mae(ct, sct, mask)
+    return {"mae": m23["mae"], "psnr_2023": m23["psnr"], "ssim_2023": m23["ssim"], "psnr_2025": m25["psnr"],
+            "ms_ssim_2025": m25["ms_ssim"], **{k: tissue[k] for k in ("mae_air", "mae_soft_tissue", "mae_bone",
+                                                                     "mean_error")}}
+
+
+# ----------------------------------------------------------------------------------------------- baselines
+class CaseBaseline:
+    """Base of baselines that need the whole case (e.g. its mask), not only the source path: ``fn(case)``."""
+
+    takes_case = True
+
+    def __call__(self, case: Mapping[str, str]) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _WaterBaseline(CaseBaseline):
+    def __call__(self, case: Mapping[str, str]) -> np.ndarray:
+        source, _ = load_volume(case[keys.SOURCE])
+        if keys.MASK in case:
+            body = load_volume(case[keys.MASK])[0] > 0
+        else:
+            body = np.ones(source.shape, dtype=bool)
+        return np.where(body, 0.0, keys.HU_AIR).astype(np.float32)
+
+
+def constant_water_baseline() -> CaseBaseline:
+    """Baseline ``fn(case)``: 0 HU (water) inside the case's body mask, -1000 HU outside (everywhere 0 without mask)."""
+    return _WaterBaseline()
+
+
+def _normalised_source(volume: np.ndarray, lower: float, upper: float) -> np.ndarray:
+    from drdd_med.transforms.array import percentile_window, window_to_unit
+
+    a_min, a_max = percentile_window(volume, lower, upper)
+    return window_to_unit(volume, a_min, a_max)
+
+
+class LinearBaseline(CaseBaseline):
+    """``HU = slope * percentile_normalised(MR) + intercept``, clipped to [HU_MIN, HU_MAX].
+
+    Args:
+        slope: HU per unit of normalised MR.
+        intercept: HU at normalised MR 0.
+        lower: lower percentile of the MR normalisation.
+        upper: upper percentile.
+    """
+
+    def __init__(self, slope: float, intercept: float, lower: float = 0.5, upper: float = 99.5) -> None:
+        self.slope, self.intercept, self.lower, self.upper = float(slope), float(intercept), float(lower), float(upper)
+
+    def __call__(self, case: Mapping[str, str]) -> np.ndarray:
+        source, _ = load_volume(case[keys.SOURCE])
+        hu = self.slope * _normalised_source(source, self.lower, self.upper) + self.intercept
+        return np.clip(hu, keys.HU_MIN, keys.HU_MAX).astype(np.float32)
+
+    def __repr__(self) -> str:
+        return f"LinearBaseline(slope={self.slope:.2f}, intercept={self.intercept:.2f})"
+
+
+def fit_linear_baseline(train_cases: Sequence[Mapping[str, str]], lower: float = 0.5, upper: float = 99.5,
+                        max_voxels_per_case: int = 200_000, seed: int = 0) -> LinearBaseline:
+    """Least-squares fit of HU on percentile-normalised MR inside the body masks of training pairs.
+
+    Args:
+        train_cases: items with ``source`` and ``target`` paths (and ``mask``; without one, all voxels count).
+        lower: lower MR percentile (as the model's source normalisation).
+        upper: upper MR percentile.
+        max_voxels_per_case: random subsample per case (seeded) to bound memory.
+        seed: subsampling seed.
+
+    Raises:
+        ValueError: no training pair with a target.
+    """
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for case in train_cases:
+        if keys.TARGET not in case:
+            continue
+        source, _ = load_volume(case[keys.SOURCE])
+        target, _ = load_volume(case[keys.TARGET])
+        if source.shape != target.shape:
+            raise ValueError(f"{case[keys.TARGET]}: shape {target.shape} differs from the source's {source.shape}; "
+                             "pairs must be registered and resampled to one grid.")
+        body = load_volume(case[keys.MASK])[0] > 0 if keys.MASK in case else np.ones(source.shape, dtype=bool)
+        x, y = _normalised_source(source, lower, upper)[body], target[body]
+        if x.size > max_voxels_per_case:
+            pick = rng.choice(x.size, max_voxels_per_case, replace=False)
+            x, y = x[pick], y[pick]
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise ValueError("fit_linear_baseline needs at least one training pair with a target (CT).")
+    x, y = np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.float64)
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    (slope, intercept), *_ = np.linalg.lstsq(design, y, rcond=None)
+    logger.info("linear baseline: HU = %.1f * MR + %.1f (%d voxels)", slope, intercept, x.size)
+    return LinearBaseline(slope, intercept, lower, upper)
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+def _case_id(case: Mapping[str, str], index: int) -> str:
+    if case.get("id"):
+        return str(case["id"])
+    from drdd_med.slicer_support.command import input_stem
+
+    source = Path(case[keys.SOURCE])
+    stem = input_stem(source)
+    # phantom / SynthRAD layouts name files mr.nii.gz inside one folder per subject
+    return f"{source.parent.name}_{stem}" if stem.lower() in ("mr", "cbct", "source", "image") else stem or f"case{index}"
+
+
+def _predict(fn: Callable[..., Any], case: Mapping[str, str]) -> np.ndarray:
+    out = fn(case) if getattr(fn, "takes_case", False) else fn(case[keys.SOURCE])
+    return np.asarray(_as_array(out), dtype=np.float64)
+
+
+def _summary(rows: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
+    mean, std = {}, {}
+    for name in METRIC_NAMES:
+        values = np.array([r[name] for r in rows], dtype=np.float64)
+        known = values[~np.isnan(values)]  # NaN: empty tissue class; inf: PSNR of identical volumes
+        mean[name] = float(np.mean(known)) if known.size else float("nan")
+        std[name] = float(np.std(known)) if known.size and np.all(np.isfinite(known)) else float("nan")
+    return mean, std
+
+
+def _montage(path: Path, source: np.ndarray, sct: np.ndarray, ct: np.ndarray, affine: np.ndarray, title: str) -> None:
+    from drdd_med.visualize.montage import save_montage
+
+    hu = {"vmin": -1000.0, "vmax": 1500.0, "cmap": "gray", "colorbar": True, "label": "HU"}
+    error = {"vmin": 0.0, "vmax": _ERROR_HU_MAX, "cmap": "magma", "colorbar": True, "label": "|error| HU"}
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    save_montage(path, [("MR", source, None), ("sCT", sct, hu), ("CT", ct, hu), ("|sCT - CT|", np.abs(sct - ct), error)],
+                 spacing_mm=spacing, title=title)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no inf / NaN: identical volumes give PSNR = inf, empty classes NaN
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _csv_text(method_rows: dict[str, list[dict[str, Any]]], summaries: dict[str, tuple[dict, dict]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method", "case", *METRIC_NAMES])
+    for method, rows in method_rows.items():
+        for row in rows:
+            writer.writerow([method, row["case"], *(f"{row[n]:.6g}" for n in METRIC_NAMES)])
+        mean, std = summaries[method]
+        writer.writerow([method, "mean", *(f"{mean[n]:.6g}" for n in METRIC_NAMES)])
+        writer.writerow([method, "std", *(f"{std[n]:.6g}" for n in METRIC_NAMES)])
+    return buffer.getvalue()
+
+
+def evaluate_cases(
+    cases: Sequence[Mapping[str, str]],
+    predict_fn: PredictFn,
+    out_dir: str | os.PathLike,
+    baselines: Mapping[str, Callable[..., Any]] | None = None,
+    montage: bool = True,
+) -> dict[str, Any]:
+    """Translate every case, score it against its CT, and write ``metrics.json``, ``metrics.csv`` and montages.
+
+    Args:
+        cases: spec items with ``source`` and ``target`` paths (``mask`` optional; ``id`` optional).
+        predict_fn: source path -> (1, X, Y, Z) or (X, Y, Z) sCT in HU on the source's native grid.
+        out_dir: output folder; montages go to ``<out_dir>/montages/<case>.png``.
+        baselines: name -> predictor, called like ``predict_fn`` or, for :class:`CaseBaseline` objects, with
+            the whole case (e.g. ``{"water": constant_water_baseline(), "linear": fit_linear_baseline(train)}``).
+        montage: write an MR | sCT | CT | |error| PNG per case.
+
+    Returns:
+        ``{"model": {metric: mean}, "model_std": {metric: std}, "baselines": {name: {metric: mean}},
+        "baselines_std": {...}, "cases": [per-case model metrics with "case"], "baseline_cases": {name: [...]},
+        "num_cases": n}``; the same structure is in ``metrics.json`` (non-finite values as null).
+
+    Raises:
+        ValueError: no case, a case without a target, or a CT on another grid than the sCT.
+    """
+    out_dir = Path(out_dir)
+    if not cases:
+        raise ValueError("evaluate_cases: no cases to evaluate; check the spec split.")
+    missing = [str(c.get(keys.SOURCE)) for c in cases if keys.TARGET not in c]
+    if missing:
+        raise ValueError(f"evaluate_cases: these cases have no target CT to compare with: {missing}.")
+    methods: dict[str, Callable[..., Any]] = {"model": predict_fn, **dict(baselines or {})}
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in methods}
+    for index, case in enumerate(cases):
+        case_id = _case_id(case, index)
+        ct, ct_affine = load_volume(case[keys.TARGET])
+        mask = load_volume(case[keys.MASK])[0] if keys.MASK in case else None
+        for name, fn in methods.items():
+            sct = _predict(fn, case)
+            if sct.shape != ct.shape:
+                raise ValueError(f"{case[keys.SOURCE]}: {name} sCT shape {sct.shape} differs from the CT's {ct.shape} "
+                                 f"({case[keys.TARGET]}); pairs must share one grid.")
+            rows[name].append({"case": case_id, **case_metrics(ct, sct, mask)})
+            if name == "model" and montage:
+                source, _ = load_volume(case[keys.SOURCE])
+                _montage(out_dir / "montages" / f"{case_id}.png", source, sct.astype(np.float32), ct, ct_affine,
+                         f"{case_id}: MAE {rows[name][-1]['mae']:.1f} HU")
+        logger.info("evaluated %s (%d/%d)", case_id, index + 1, len(cases))
+    summaries = {name: _summary(r) for name, r in rows.items()}
+    baseline_names = [n for n in methods if n != "model"]
+    result = {
+        "model": summaries["model"][0], "model_std": summaries["model"][1],
+        "baselines": {n: summaries[n][0] for n in baseline_names},
+        "baselines_std": {n: summaries[n][1] for n in baseline_names},
+        "cases": rows["model"], "baseline_cases": {n: rows[n] for n in baseline_names}, "num_cases": len(cases),
+    }
+    _write_atomic(out_dir / "metrics.json", json.dumps(_json_value(result), indent=1) + "\n")
+    _write_atomic(out_dir / "metrics.csv", _csv_text(rows, summaries))
+    return result
+
+
+def format_table(result: Mapping[str, Any], metrics: Sequence[str] = ("mae", "psnr_2025", "ssim_2023", "ms_ssim_2025",
+                                                                        "mae_bone", "mean_error")) -> str:
+    """Markdown table of mean ± std per method (model first, then baselines)."""
+    methods = [("model", result["model"], result.get("model_std", {}))]
+    methods += [(n, m, result.get("baselines_std", {}).get(n, {})) for n, m in result.get("baselines", {}).items()]
+    lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for name, mean, std in methods:
+        cells = []
+        for metric in metrics:
+            value, spread = mean.get(metric), std.get(metric)
+            cells.append("n/a" if value is None or math.isnan(value) else "inf" if math.isinf(value) else
+                         f"{value:.3f} ± {spread:.3f}" if spread is not None and math.isfinite(spread) and abs(value) < 10
+                         else f"{value:.1f} ± {spread:.1f}" if spread is not None and math.isfinite(spread) else f"{value:.3g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

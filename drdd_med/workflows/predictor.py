@@ -1,0 +1,288 @@
+"""SCTPredictor: a trained bundle -> synthetic CT in HU on the source's native grid, as NIfTI or a DICOM series.
+
+One object serves the translate CLI, the evaluation workflow, the PACS job and the benchmarks::
+
+    predictor = SCTPredictor.from_bundle("bundles/drdd", device="auto")
+    result = predictor.predict("case01/mr.nii.gz")        # or a DICOM series folder
+    predictor.save_nifti(result, "out/", "case01")          # out/case01_sct.nii.gz (int16 HU)
+    predictor.save_dicom(result, "out/case01_sct_dicom")    # CT series with deterministic UIDs
+
+The volume is sampled by :class:`~drdd_med.inferers.volume.VolumeDRDDInferer` (whole-volume state, slice batches
+or sliding windows: memory is bounded by ``slice_batch`` / ``roi_size``, not by the volume), then mapped back to HU
+and to the source's grid and orientation by the config's ``Invertd`` post-processing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from drdd_med import keys
+from drdd_med.workflows.model_config import ModelConfig, load_weights
+
+__all__ = ["SCTPredictor", "SCTResult", "resolve_device", "STD_SUFFIX", "SCT_SUFFIX"]
+
+logger = logging.getLogger(__name__)
+
+#: Output file name suffixes (``<stem>_sct.nii.gz``; agrees with ``slicer_support.command.SCT_SUFFIX``).
+SCT_SUFFIX = "_sct.nii.gz"
+STD_SUFFIX = "_sct_std.nii.gz"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
+
+    Raises:
+        ValueError: CUDA was requested but is not available.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine; use --device cpu or auto.")
+    return dev
+
+
+@dataclass
+class SCTResult:
+    """One translated volume.
+
+    Attributes:
+        hu: (1, X, Y, Z) float32 MetaTensor, integer HU values in [a_min, a_max], on the source's native grid, with
+            the source's RAS affine.
+        std_hu: (1, X, Y, Z) float32 per-voxel standard deviation over samples in HU (``num_samples > 1``), else None.
+        source_datasets: the source series' pydicom headers sorted by position (DICOM input), else None.
+        affine: (4, 4) RAS affine in mm of ``hu``.
+        source: the input path.
+        uid_seed: a stable identifier of the input (series UID or file content hash) for deterministic DICOM UIDs.
+    """
+
+    hu: Any
+    std_hu: Any | None
+    source_datasets: list[Any] | None
+    affine: np.ndarray
+    source: Path
+    uid_seed: str
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes: a stable identity for a non-DICOM input (survives renames and moves)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class SCTPredictor:
+    """Translate source volumes (NIfTI files or DICOM series folders) to synthetic CT with a DRDD model.
+
+    Args:
+        network: the trained :class:`~drdd_med.networks.DRDDNet` (or any module with its call convention).
+        config: the model's :class:`~drdd_med.workflows.model_config.ModelConfig`.
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        residual_steps: residual steps (None: the config's).
+        noise_steps: noise steps (None: the config's).
+        num_samples: k > 1 averages k samples and returns the per-voxel std map.
+        seed: seed of the whole-volume noise field (same input and seed -> same sCT).
+        progress: ``progress(done, total)`` after every whole-volume network evaluation.
+        dicom_rules: series selection rules for DICOM folders (see ``drdd_med.io.dicom_series.select_series``).
+        amp: bfloat16 autocast for the network on CUDA (ignored on CPU).
+        inferer_options: further ``VolumeDRDDInferer`` options (``slice_batch``, ``sw_batch_size``, ``overlap``,
+            ``eta``).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        config: ModelConfig,
+        device: str | torch.device = "auto",
+        residual_steps: int | None = None,
+        noise_steps: int | None = None,
+        num_samples: int = 1,
+        seed: int | None = 0,
+        progress: Callable[[int, int], None] | None = None,
+        dicom_rules: Mapping[str, Any] | None = None,
+        amp: bool = True,
+        **inferer_options: Any,
+    ) -> None:
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        self.config = config
+        self.device = resolve_device(device)
+        self.network = network.to(self.device).eval()
+        self.num_samples = int(num_samples)
+        self.seed = seed
+        self.amp = bool(amp) and self.device.type == "cuda"
+        self.inferer = config.build_inferer(residual_steps=residual_steps, noise_steps=noise_steps,
+                                            num_samples=self.num_samples, seed=seed, progress=progress,
+                                            **inferer_options)
+        self.preprocessing = config.preprocessing(divisor=int(getattr(network, "divisor", 1)), dicom_rules=dicom_rules)
+        self.postprocessing = config.postprocessing(self.preprocessing)
+
+    @classmethod
+    def from_bundle(cls, bundle_dir: str | os.PathLike, device: str | torch.device = "auto", **kwargs: Any) -> SCTPredictor:
+        """Load ``models/model_config.json`` and ``models/model.pt`` of a trained bundle.
+
+        Args:
+            bundle_dir: the bundle folder (e.g. ``bundles/drdd``).
+            device: as in the constructor.
+            kwargs: other constructor arguments (``residual_steps``, ``noise_steps``, ``num_samples``, ``seed``,
+                ``progress``, ...).
+
+        Raises:
+            FileNotFoundError: the bundle has no trained model.
+        """
+        config = ModelConfig.load(bundle_dir)
+        network = load_weights(config.build_network(), bundle_dir)
+        return cls(network, config, device=device, **kwargs)
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def steps(self) -> tuple[int, int]:
+        """(residual_steps, noise_steps) used for sampling."""
+        return self.inferer.residual_steps, self.inferer.noise_steps
+
+    @property
+    def output_version(self) -> str:
+        """Version string written into DICOM UIDs and SoftwareVersions.
+
+        The config's ``model_version`` for the default sampling settings; other steps, sample counts or seeds give a
+        different sCT, so they are appended and yield a new series instead of overwriting the default one.
+        """
+        config = self.config
+        if self.steps == (config.residual_steps, config.noise_steps) and self.num_samples == 1 and self.seed == 0:
+            return config.model_version
+        return f"{config.model_version}+r{self.steps[0]}n{self.steps[1]}k{self.num_samples}s{self.seed}"
+
+    def set_progress(self, progress: Callable[[int, int], None] | None) -> None:
+        """Replace the per-network-evaluation progress callback."""
+        self.inferer.progress = progress
+
+    # ------------------------------------------------------------------ prediction
+    def _check_input(self, path: Path) -> None:
+        from drdd_med.io.nifti import is_nifti
+
+        if not path.exists():
+            raise ValueError(f"{path}: no such file or folder.")
+        if not (path.is_dir() or is_nifti(path)):
+            raise ValueError(f"{path}: expected a NIfTI file (.nii / .nii.gz) or a folder holding one DICOM series.")
+
+    def _sample(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(1, Cs, X, Y, Z) source in [-1, 1] -> (mean, std or None), (1, Ct, X, Y, Z) in [-1, 1] units."""
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext())
+        with torch.no_grad(), autocast:
+            out = self.inferer(source.to(self.device), self.network)
+        mean, std = out if isinstance(out, tuple) else (out, None)
+        return mean.float().cpu(), None if std is None else std.float().cpu()
+
+    def predict(self, path: str | os.PathLike, series_uid: str | None = None) -> SCTResult:
+        """Translate one volume.
+
+        Args:
+            path: NIfTI file or DICOM series folder.
+            series_uid: for a folder with several series, the SeriesInstanceUID to translate.
+
+        Returns:
+            :class:`SCTResult` with the sCT in HU on the source's native grid.
+
+        Raises:
+            ValueError: the input is missing, not a NIfTI file / DICOM folder, or not a readable volume.
+        """
+        from monai.data import MetaTensor
+        from monai.transforms import Invertd
+
+        path = Path(path)
+        self._check_input(path)
+        preprocessing, postprocessing = self.preprocessing, self.postprocessing
+        if series_uid is not None:
+            preprocessing = self.config.preprocessing(divisor=int(getattr(self.network, "divisor", 1)),
+                                                      dicom_rules={"SeriesInstanceUID": f"^{re.escape(series_uid)}$"})
+            postprocessing = self.config.postprocessing(preprocessing)
+        data = preprocessing({keys.IMAGE: str(path)})
+        source = data[keys.IMAGE]
+        if source.ndim != 4:
+            raise ValueError(f"{path}: expected a single-channel 3D volume, got array shape {tuple(source.shape)}.")
+        mean, std = self._sample(source.as_tensor()[None].float())
+        data[keys.PRED] = MetaTensor(mean[0], meta=dict(source.meta))
+        if std is not None:
+            a_min, a_max = self.config.hu_window
+            std_hu = std[0] * ((a_max - a_min) / (keys.UNIT_MAX - keys.UNIT_MIN))
+            data[keys.STD] = MetaTensor(std_hu, meta=dict(source.meta))
+            data = Invertd(keys.STD, transform=preprocessing, orig_keys=keys.IMAGE, nearest_interp=False)(data)
+        data = postprocessing(data)
+        hu = data[keys.PRED]
+        hu = MetaTensor(hu.as_tensor().float(), meta=hu.meta)
+        std_hu = None if std is None else MetaTensor(data[keys.STD].as_tensor().float(), meta=data[keys.STD].meta)
+        datasets, uid_seed = None, None
+        if path.is_dir():
+            datasets = self._source_headers(path, str(source.meta.get("source_series_uid", series_uid or "")))
+            uid_seed = str(datasets[0].SeriesInstanceUID)
+        else:
+            uid_seed = f"nifti-sha256-{_file_digest(path)}"
+        affine = np.asarray(hu.affine, dtype=np.float64)
+        logger.info("translated %s: shape %s", path.name, tuple(hu.shape[1:]))
+        return SCTResult(hu=hu, std_hu=std_hu, source_datasets=datasets, affine=affine, source=path, uid_seed=uid_seed)
+
+    @staticmethod
+    def _source_headers(folder: Path, series_uid: str) -> list[Any]:
+        """Headers (no pixel data) of the series that was read, sorted like the volume's k axis."""
+        from drdd_med.io.dicom_series import find_series, sort_series
+
+        series = find_series(folder)
+        if series_uid not in series:
+            raise ValueError(f"{folder}: series {series_uid} disappeared while it was being translated.")
+        return sort_series(series[series_uid], name=str(folder))
+
+    # ------------------------------------------------------------------ outputs
+    def save_nifti(self, result: SCTResult, out_dir: str | os.PathLike, stem: str) -> list[Path]:
+        """Write ``<stem>_sct.nii.gz`` (int16 HU) and, with an std map, ``<stem>_sct_std.nii.gz`` (float32 HU).
+
+        Both are written atomically on the source's grid and affine.
+
+        Returns:
+            The written paths (sCT first).
+        """
+        from drdd_med.io.nifti import save_nifti
+
+        out_dir = Path(out_dir)
+        hu = np.rint(result.hu[0].numpy()).astype(np.int16)
+        paths = [save_nifti(out_dir / f"{stem}{SCT_SUFFIX}", hu, result.affine, np.int16)]
+        if result.std_hu is not None:
+            paths.append(save_nifti(out_dir / f"{stem}{STD_SUFFIX}", result.std_hu[0].numpy(), result.affine, np.float32))
+        return paths
+
+    def save_dicom(self, result: SCTResult, out_dir: str | os.PathLike, **writer_options: Any) -> list[Path]:
+        """Write the sCT as a CT Image Storage series into ``out_dir`` (replaced as a whole, atomically).
+
+        UIDs are derived from the source (series UID, or the NIfTI file's content hash) and
+        :attr:`output_version`, so re-running writes identical UIDs.
+
+        Args:
+            result: from :meth:`predict`.
+            out_dir: series folder.
+            writer_options: other :func:`~drdd_med.io.dicom_writer.write_sct_series` options.
+
+        Returns:
+            Paths of the written files in slice order.
+        """
+        from drdd_med.io.dicom_writer import write_sct_series
+
+        config = self.config
+        r, n = self.steps
+        description = (f"Synthetic CT from {config.source_modality} by DRDD {config.mode} ({config.preset}), "
+                       f"{r}+{n} steps, noise level {config.noise_level:g}, {self.num_samples} sample(s)")
+        writer_options.setdefault("derivation_description", description)
+        return write_sct_series(result.hu[0].numpy(), result.affine, out_dir, result.source_datasets,
+                                model_version=self.output_version, source_uid_seed=result.uid_seed, **writer_options)
