@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from drdd_med.pacs.checks import IncompleteSeriesError, check_retrieved, check_sct, check_volume
+from drdd_med.pacs.scu import RetrieveResult
+
+
+def _write(datasets, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for ds in datasets:
+        ds.save_as(folder / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+    return sorted(folder.glob("*.dcm"))
+
+
+def _ok(n):
+    return RetrieveResult(completed=n, failed=0, warning=0, elapsed_s=0.1)
+
+
+def test_complete_series_passes_and_returns_headers(tmp_path, mr_series):
+    series = mr_series(num_slices=4)
+    uid = str(series[0].SeriesInstanceUID)
+    _write(series, tmp_path / "s")
+    headers = check_retrieved(tmp_path / "s", uid, 4, _ok(4), expected_instances=4)
+    assert sorted(h.SOPInstanceUID for h in headers) == sorted(ds.SOPInstanceUID for ds in series)
+    assert all("PixelData" not in h for h in headers)
+    check_volume(tmp_path / "s", uid)
+
+
+@pytest.mark.parametrize("received, result, expected, message", [
+    (3, _ok(4), None, "PACS reported 4 instances delivered, 3 arrived"),
+    (4, _ok(4), 5, "C-FIND announced 5 instances, 4 retrieved"),
+])
+def test_count_mismatches_are_reported(tmp_path, mr_series, received, result, expected, message):
+    series = mr_series(num_slices=4)
+    files = _write(series, tmp_path / "s")
+    if received == 3:
+        files[0].unlink()
+    with pytest.raises(IncompleteSeriesError, match=message):
+        check_retrieved(tmp_path / "s", str(series[0].SeriesInstanceUID), received, result, expected)
+
+
+def test_empty_retrieval_is_an_error(tmp_path):
+    (tmp_path / "s").mkdir()
+    with pytest.raises(IncompleteSeriesError, match="no instance received"):
+        check_retrieved(tmp_path / "s", "1.2", 0, _ok(0))
+
+
+def test_missing_slice_is_not_a_consistent_series(tmp_path, mr_series):
+    series = mr_series(num_slices=5)
+    del series[2]
+    _write(series, tmp_path / "s")
+    with pytest.raises(IncompleteSeriesError, match="not a complete, consistent series"):
+        check_volume(tmp_path / "s", str(series[0].SeriesInstanceUID))
+
+
+def test_check_sct_requires_one_series_in_the_source_study(tmp_path, mr_series):
+    sct = mr_series(num_slices=2)
+    files = _write(sct, tmp_path / "out")
+    study = str(sct[0].StudyInstanceUID)
+    assert check_sct(files, tmp_path / "out", study) == str(sct[0].SeriesInstanceUID)
+    with pytest.raises(IncompleteSeriesError, match="expected one series in study"):
+        check_sct(files, tmp_path / "out", "9.9.9")
+    with pytest.raises(IncompleteSeriesError, match="does not match"):
+        check_sct(files[:1], tmp_path / "out", study)  # an extra file the translator did not report
+    extra = _write(mr_series(num_slices=1), tmp_path / "out")
+    with pytest.raises(IncompleteSeriesError, match="expected one series"):
+        check_sct(extra, tmp_path / "out", study)
