@@ -55,11 +55,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print the table; return 0 (2 for a missing model or bad spec)."""
+    from drdd_med.cli.translate import quiet_optional_decoders
     from drdd_med.data.spec import load_spec
     from drdd_med.workflows.evaluate import constant_water_baseline, evaluate_cases, fit_linear_baseline, format_table
     from drdd_med.workflows.paths import default_bundle_dir
     from drdd_med.workflows.predictor import SCTPredictor
 
+    quiet_optional_decoders()
     spec = load_spec(args.spec)
     cases = spec.items(args.split)
     if not cases:

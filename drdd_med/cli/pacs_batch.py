@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("drdd_med").setLevel(args.log_level)
+    # pynetdicom logs whole C-FIND identifiers and datasets at INFO/DEBUG: keep patient data out of the logs.
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
         if args.translator:
@@ -83,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
             if args.dry_run:
                 _print_plan(summary)
                 return summary.exit_code
+            error = f"; error: {summary.error}" if summary.error else ""
             print(f"pacs-batch: {len(summary.planned)} due, {len(summary.stored)} stored, {len(summary.failed)} "
                   f"failed, {len(summary.skipped)} skipped in {summary.wall_s:.1f} s "
-                  f"({summary.series_per_hour:.1f} series/hour)" + (f"; error: {summary.error}" if summary.error else ""))
+                  f"({summary.series_per_hour:.1f} series/hour){error}")
             if args.once or stopping.wait(config.poll_interval_s):
                 return summary.exit_code
     except KeyboardInterrupt:

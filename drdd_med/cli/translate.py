@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Case", "add_parser", "find_cases", "parse_steps", "run"]
+__all__ = ["Case", "add_parser", "find_cases", "parse_steps", "quiet_optional_decoders", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -199,10 +199,16 @@ def _load_predictor(args: argparse.Namespace) -> Any:
                                     num_samples=args.samples, seed=args.seed)
 
 
+def quiet_optional_decoders() -> None:
+    """MONAI warns on every DICOM read that the optional nvImageCodec GPU decoder is absent; pydicom decodes fine."""
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+
+
 def run(args: argparse.Namespace) -> int:
     """Translate every case; return 0, or 1 when some case failed, or 2 when no model could be loaded."""
     from tqdm import tqdm
 
+    quiet_optional_decoders()
     try:
         predictor = _load_predictor(args)
     except (FileNotFoundError, ValueError) as exc:

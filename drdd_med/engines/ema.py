@@ -64,14 +64,18 @@ class EMAHandler:
         ema: the EMA holder (checkpoint ``ema.ema_model`` or ``ema`` with MONAI's ``CheckpointSaver``).
         interval: update every this many iterations.
         start_iteration: first iteration at which updates happen (earlier ones are skipped).
+        network: the module to average (default: ``engine.network``), e.g. one stage's network ``net.noise_net``
+            when ``ema`` holds only that network.
     """
 
-    def __init__(self, ema: ModelEMA, interval: int = 10, start_iteration: int = 0) -> None:
+    def __init__(self, ema: ModelEMA, interval: int = 10, start_iteration: int = 0,
+                 network: nn.Module | None = None) -> None:
         if int(interval) < 1:
             raise ValueError(f"interval must be >= 1, got {interval}.")
         self.ema = ema
         self.interval = int(interval)
         self.start_iteration = int(start_iteration)
+        self.network = network
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
@@ -80,4 +84,4 @@ class EMAHandler:
 
     def __call__(self, engine: Any) -> None:
         if engine.state.iteration >= self.start_iteration:
-            self.ema.update(engine.network)
+            self.ema.update(engine.network if self.network is None else self.network)

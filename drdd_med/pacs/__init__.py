@@ -2,8 +2,8 @@
 
 Modules: :mod:`~drdd_med.pacs.config` (``pacs.json``), :mod:`~drdd_med.pacs.selection` (series rules),
 :mod:`~drdd_med.pacs.journal` (SQLite state), :mod:`~drdd_med.pacs.scu` / :mod:`~drdd_med.pacs.scp`
-(pynetdicom), :mod:`~drdd_med.pacs.checks` and :mod:`~drdd_med.pacs.job` (the orchestration). Needs ``pynetdicom``
-(the ``pacs`` extra); it is imported only where used.
+(pynetdicom), :mod:`~drdd_med.pacs.series_checks` and :mod:`~drdd_med.pacs.job` (the orchestration).
+Needs ``pynetdicom`` (the ``pacs`` extra); it is imported only where used.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ class PacsConfigError(ValueError):
 
     def __init__(self, source: str, problems: list[str]):
         self.problems = list(problems)
-        super().__init__(f"{source}: {len(problems)} problem(s) in the PACS job config:\n  - " + "\n  - ".join(problems))
+        listing = "\n  - ".join(problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the PACS job config:\n  - {listing}")
 
 
 @dataclass(frozen=True)

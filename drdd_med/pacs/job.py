@@ -19,9 +19,9 @@ only stores it again (the sCT UIDs are deterministic, so a repeated C-STORE repl
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
-import importlib
 import logging
 import queue
 import shutil
@@ -29,14 +29,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from drdd_med.pacs import journal as jr
-from drdd_med.pacs.checks import check_retrieved, check_sct, check_volume
 from drdd_med.pacs.config import PacsConfig
 from drdd_med.pacs.scp import PeerFilter, SeriesSink, StorageServer, make_store_handler
 from drdd_med.pacs.scu import PacsError, find_series, retrieve_series, store_files
 from drdd_med.pacs.selection import condition_keywords, first_match
+from drdd_med.pacs.series_checks import check_retrieved, check_sct, check_volume
+from drdd_med.pacs.translator import Translator, build_translator
 
 __all__ = ["Translator", "build_translator", "PacsBatchJob", "JobSummary", "PlannedSeries", "JobLockedError",
            "EXIT_OK", "EXIT_FAILED_SERIES", "EXIT_PACS_ERROR", "EXIT_LOCKED"]
@@ -45,54 +46,6 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED_SERIES, EXIT_PACS_ERROR, EXIT_LOCKED = 0, 1, 2, 3
 _QUEUE_POLL_S = 0.5
-
-
-@runtime_checkable
-class Translator(Protocol):
-    """MR series folder -> sCT DICOM series (the model behind the job).
-
-    Attributes:
-        model_version: identifies the model; part of the sCT UIDs and of the journal key, so a new version
-            processes every series again.
-    """
-
-    model_version: str
-
-    def translate_series(self, series_dir: Path, out_dir: Path) -> list[Path]:
-        """Read the MR series in ``series_dir``, write the sCT series files into ``out_dir``, return their paths."""
-
-
-def build_translator(config: PacsConfig) -> Translator:
-    """Build the translator named by the config.
-
-    ``translator: "package.module:factory"`` calls ``factory(config)``; otherwise the bundle translator of
-    ``drdd-med translate`` is built from ``bundle`` and ``inference``.
-
-    Raises:
-        ValueError: no bundle configured, or the factory is not importable / returns no Translator.
-        RuntimeError: the bundle translator is not available in this installation.
-    """
-    if config.translator:
-        module_name, attr = config.translator.split(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"translator {config.translator!r} cannot be imported ({exc}); check the dotted path "
-                             "and that its package is on PYTHONPATH") from exc
-        translator = factory(config)
-    else:
-        if config.bundle is None:
-            raise ValueError("the config has no 'bundle': set it to the DRDD bundle folder (or set 'translator')")
-        try:
-            from drdd_med.cli.translate import build_series_translator
-        except ImportError as exc:
-            raise RuntimeError(f"bundle translation is not available in this installation ({exc}); install a "
-                               "drdd_med version providing drdd_med.cli.translate.build_series_translator, or set "
-                               "'translator' to a 'module:factory' path") from exc
-        translator = build_series_translator(config.bundle, **config.inference)
-    if not isinstance(translator, Translator):
-        raise ValueError(f"translator {type(translator).__name__} lacks model_version / translate_series()")
-    return translator
 
 
 class JobLockedError(RuntimeError):
@@ -266,12 +219,19 @@ class PacsBatchJob:
             finally:
                 self._put(ready, done)
 
-        scp = None
-        if self.config.retrieve == "move":
-            scp = StorageServer(self.config.ae_title, self.config.bind, self.config.port, sink, peers,
-                                self.config.acse_timeout_s, self.config.dimse_timeout_s, self.config.network_timeout_s)
-            scp.__enter__()
+        with contextlib.ExitStack() as stack:
+            if self.config.retrieve == "move":  # our storage SCP receives the C-MOVE sub-operations
+                stack.enter_context(StorageServer(
+                    self.config.ae_title, self.config.bind, self.config.port, sink, peers,
+                    self.config.acse_timeout_s, self.config.dimse_timeout_s, self.config.network_timeout_s))
+            self._run_pipeline(journal, summary, model_version, ready, retriever, done)
+
+    def _run_pipeline(self, journal: jr.Journal, summary: JobSummary, model_version: str, ready: queue.Queue,
+                      retriever: Any, done: object) -> None:
+        """Retrieve in a thread; translate and store here, as items arrive through the bounded queue."""
         thread = threading.Thread(target=retriever, name="pacs-retriever", daemon=True)
+        # After a normal end the retriever has finished; on an exception (Ctrl-C) do not wait for a retrieval.
+        join_s = _QUEUE_POLL_S * 10
         try:
             thread.start()
             while True:
@@ -284,11 +244,10 @@ class PacsBatchJob:
                 if item is done:
                     break
                 self._translate_and_store(journal, summary, item, model_version)
+            join_s = self.config.retrieve_timeout_s + self.config.dimse_timeout_s
         finally:
             self._stop.set()
-            thread.join(timeout=self.config.retrieve_timeout_s + self.config.dimse_timeout_s)
-            if scp is not None:
-                scp.__exit__(None, None, None)
+            thread.join(timeout=join_s)
             self._stop.clear()
 
     def _put(self, ready: queue.Queue, item: object) -> None:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 __all__ = ["Journal", "JournalEntry", "STATES", "FOUND", "RETRIEVED", "TRANSLATED", "STORED", "FAILED", "SKIPPED"]
 
-FOUND, RETRIEVED, TRANSLATED, STORED, FAILED, SKIPPED = "found", "retrieved", "translated", "stored", "failed", "skipped"
+FOUND, RETRIEVED, TRANSLATED, STORED = "found", "retrieved", "translated", "stored"
+FAILED, SKIPPED = "failed", "skipped"
 STATES = (FOUND, RETRIEVED, TRANSLATED, STORED, FAILED, SKIPPED)
 _FINAL = (STORED, SKIPPED)
 

@@ -44,12 +44,12 @@ def _wait_port_closed(port: int, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
-def _stop_process_group(proc: subprocess.Popen | None, timeout_s: float = 10.0) -> None:
-    """Stop a server started with ``start_new_session=True``: SIGTERM its group, then SIGKILL."""
+def _stop_process_group(proc: subprocess.Popen | None, timeout_s: float = 10.0, kill: bool = False) -> None:
+    """Stop a server started with ``start_new_session=True``: SIGTERM its group (SIGKILL if ``kill`` or stuck)."""
     if proc is None or proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -89,7 +89,7 @@ class OrthancServer:
             "DicomAlwaysAllowFind": True, "DicomAlwaysAllowGet": True, "DicomAlwaysAllowMove": True,
             "DicomModalities": {aet.lower(): [aet, host, port] for aet, (host, port) in self.modalities.items()},
             "DicomAssociationCloseDelay": 0, "DicomScuTimeout": 10, "DicomScpTimeout": 30,
-            "StableAge": 1, "SaveJobs": False, "ConcurrentJobs": 2,
+            "StableAge": 1, "SaveJobs": False, "ConcurrentJobs": 2, "SyncStorageArea": False,
         }
         self.config_path.write_text(json.dumps(config, indent=1))
 
@@ -112,9 +112,9 @@ class OrthancServer:
         self.stop()
         raise RuntimeError(f"Orthanc not ready after {timeout_s} s; see {self.log_path}")
 
-    def stop(self) -> None:
-        """Stop Orthanc by its PID and wait until its DICOM port is closed."""
-        _stop_process_group(self.proc)
+    def stop(self, kill: bool = False) -> None:
+        """Stop Orthanc by its PID (SIGTERM takes ~3 s; ``kill`` = SIGKILL, a crash) and wait for its port to close."""
+        _stop_process_group(self.proc, kill=kill)
         self.proc = None
         _wait_port_closed(self.dicom_port, 5.0)
 

@@ -161,8 +161,8 @@ def test_pacs_outage_mid_job_fails_clearly_then_completes_after_restart(orthanc,
     c_store(orthanc.dicom_port, orthanc.aet, [ds for s in selected.values() for ds in s])
     _, cfg = _config(orthanc, tmp_path / "state", acse_timeout_s=3, connection_timeout_s=3)
 
-    stopper = LinearTranslator(on_translate=lambda n: orthanc.stop() if n == 1 else None)
-    summary = PacsBatchJob(cfg, stopper).run()
+    crash = LinearTranslator(on_translate=lambda n: orthanc.stop(kill=True) if n == 1 else None)  # PACS dies
+    summary = PacsBatchJob(cfg, crash).run()
     assert summary.exit_code == EXIT_FAILED_SERIES and summary.stored == []
     assert sorted(summary.failed) == sorted(selected)
     peer = f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"

@@ -6,12 +6,11 @@ import sqlite3
 import pytest
 
 from drdd_med.pacs.config import parse_config
-from drdd_med.pacs.job import (EXIT_FAILED_SERIES, EXIT_OK, EXIT_PACS_ERROR, JobLockedError, JobSummary,
-                               PacsBatchJob, Translator, build_translator)
+from drdd_med.pacs.job import EXIT_FAILED_SERIES, EXIT_OK, EXIT_PACS_ERROR, JobLockedError, JobSummary, PacsBatchJob
 
 
 class EchoTranslator:
-    """Copies the series; enough for the job paths that never reach translation."""
+    """A translator for the job paths that never reach translation."""
 
     model_version = "echo-1"
 
@@ -19,35 +18,11 @@ class EchoTranslator:
         raise AssertionError("not reached in these tests")
 
 
-def make_echo(config):
-    return EchoTranslator()
-
-
 def _config(tmp_path, port, **overrides):
     return parse_config({
         "pacs": {"host": "127.0.0.1", "port": port, "ae_title": "PACS"}, "port": 0, "retrieve": "get",
         "rules": {"selections": [{"conditions": {"Modality": "MR"}}]}, "state_dir": str(tmp_path / "state"),
         "acse_timeout_s": 2, "connection_timeout_s": 2, **overrides})
-
-
-def test_build_translator_from_a_dotted_factory(tmp_path):
-    translator = build_translator(_config(tmp_path, 1, translator="test_job:make_echo"))
-    assert isinstance(translator, Translator) and translator.model_version == "echo-1"
-
-
-@pytest.mark.parametrize("overrides, message", [
-    ({}, "no 'bundle'"),
-    ({"translator": "no_such_module_xyz:build"}, "cannot be imported"),
-    ({"translator": "test_job:EchoTranslator.nope"}, "cannot be imported"),
-    ({"translator": "test_job:_config"}, None),
-])
-def test_build_translator_errors_say_what_to_fix(tmp_path, overrides, message):
-    cfg = _config(tmp_path, 1, **overrides)
-    if message is None:  # the factory returns something that is not a Translator
-        cfg = _config(tmp_path, 1, translator="builtins:dict")
-        message = "lacks model_version"
-    with pytest.raises(ValueError, match=message):
-        build_translator(cfg)
 
 
 def test_unreachable_pacs_gives_exit_code_2_removes_orphans_and_records_the_run(tmp_path, free_port):

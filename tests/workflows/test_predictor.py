@@ -117,7 +117,8 @@ def test_dicom_input_round_trips_through_dicom_output(tmp_path, bundle):
     assert np.array_equal(sct[0].numpy(), np.asarray(nifti.dataobj).astype(np.float32))
     np.testing.assert_allclose(sct.affine, nifti.affine, atol=1e-4)
     assert sct_headers[0].StudyInstanceUID == headers[0].StudyInstanceUID
-    assert sct_headers[0].SoftwareVersions[-1] == "drdd-test-1" or "drdd-test-1" in str(sct_headers[0].SoftwareVersions)
+    assert sct_headers[0].SoftwareVersions[-1] == "model drdd-test-1"
+    assert "2+2 steps" in sct_headers[0].DerivationDescription
 
     again = predictor.save_dicom(predictor.predict(source), tmp_path / "out" / "mr_sct_dicom")
     uids = lambda fs: [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in fs]  # noqa: E731

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from drdd_med.pacs.checks import IncompleteSeriesError, check_retrieved, check_sct, check_volume
+from drdd_med.pacs.series_checks import IncompleteSeriesError, check_retrieved, check_sct, check_volume
 from drdd_med.pacs.scu import RetrieveResult
 
 

@@ -1,0 +1,1 @@
+"""Helpers of ``benchmarks/claims.py`` (data, training loops, evaluation, harmonization MMD, report)."""

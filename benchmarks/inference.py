@@ -1,0 +1,259 @@
+"""Inference benchmark: DRDD whole-volume sampling vs plain DDIM (50 steps) / DDPM (1000 steps), CPU or GPU.
+
+Scenarios (each runs in its own subprocess, so peak RSS is that scenario's alone):
+
+- ``drdd-2d``: a 2D ``small`` DRDD model, 2 + 2 steps, slice batches over a 256 x 256 x 32 volume, measured through
+  the full :class:`~drdd_med.workflows.predictor.SCTPredictor` pipeline (NIfTI load, normalisation, sampling,
+  inversion to the native grid, int16 NIfTI write);
+- ``drdd-3d``: a 3D ``tiny`` DRDD model, 2 + 2 steps, 64^3 Gaussian-blended sliding windows over a 160^3 volume;
+- ``ddim50-*`` / ``ddpm1000-*``: the peer reference, a conditional MONAI ``DiffusionModelUNet`` of the same preset
+  (x_t and MR concatenated, one network call per step) driven by MONAI's ``DDIMScheduler`` (50 steps) or
+  ``DDPMScheduler`` (1000 steps) over the same volume. Only the first few steps are timed and the per-step time
+  is extrapolated to the full step count (marked ``extrapolated`` in the output).
+
+For every scenario: total seconds, seconds inside network forward calls, their ratio (pipeline overhead; goal
+<= 1.15), seconds per slice, and peak resident memory. Networks are untrained (timing does not depend on weights).
+
+Usage::
+
+    python benchmarks/inference.py            # default (~3-5 min on 2 CPU cores)
+    python benchmarks/inference.py --quick    # smaller volumes, < 1 min
+    python benchmarks/inference.py --large    # adds a 512 x 512 x 300 volume (2D tiny model): memory bound check
+
+Writes ``benchmarks/results/inference.json`` and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------------- worker side
+class NetworkTimer:
+    """Wraps a module's ``forward`` and accumulates wall time spent inside it (synchronising CUDA)."""
+
+    def __init__(self, module: Any, device: Any) -> None:
+        import torch
+
+        self.seconds, self.calls = 0.0, 0
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        inner = module.forward
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._sync()
+            start = time.perf_counter()
+            out = inner(*args, **kwargs)
+            self._sync()
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+            return out
+
+        module.forward = timed
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux (bytes on macOS)
+    scale = 1.0 / 1024 if sys.platform != "darwin" else 1.0 / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _mr_volume(shape: list[int], seed: int = 0) -> Any:
+    """A smooth head-like MR test volume (float32): ellipsoid body, inner structure, mild noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*[np.linspace(-1, 1, n, dtype=np.float32) for n in shape], indexing="ij")
+    radius = sum((g / s) ** 2 for g, s in zip(grids, (0.8, 0.9, 0.85)))
+    volume = np.where(radius < 1, 600.0 + 300.0 * np.cos(6 * grids[0]) * np.sin(4 * grids[1]), 20.0)
+    volume += rng.normal(0, 15, size=shape).astype(np.float32)
+    return volume.astype(np.float32)
+
+
+def _write_input(shape: list[int], folder: Path) -> Path:
+    import nibabel as nib
+    import numpy as np
+
+    path = folder / f"mr_{'x'.join(map(str, shape))}.nii"
+    if not path.exists():
+        affine = np.diag([-0.9, -0.9, 1.5, 1.0])  # LPS-like flips: the pipeline must reorient and invert
+        nib.save(nib.Nifti1Image(_mr_volume(shape).astype(np.int16), affine), path)
+    return path
+
+
+def run_drdd(spec: dict[str, Any]) -> dict[str, Any]:
+    """Full predictor pipeline on a NIfTI file; returns timings."""
+    import torch
+
+    from drdd_med.workflows.model_config import ModelConfig
+    from drdd_med.workflows.predictor import SCTPredictor
+
+    torch.manual_seed(0)
+    config = ModelConfig(mode=spec["mode"], preset=spec["preset"], roi_size=spec.get("roi_size", [64, 64, 64]))
+    network = config.build_network()
+    options = {"slice_batch": spec["slice_batch"]} if spec["mode"] != "3d" else {"sw_batch_size": spec["sw_batch"]}
+    predictor = SCTPredictor(network, config, device=spec["device"], **options)
+    timer = NetworkTimer(predictor.network, predictor.device)
+    path = _write_input(spec["shape"], Path(spec["work"]))
+    rss_before = _peak_rss_mb()
+    start = time.perf_counter()
+    result = predictor.predict(path)
+    predictor.save_nifti(result, Path(spec["work"]) / "out", path.stem)
+    total = time.perf_counter() - start
+    return {"total_s": total, "network_s": timer.seconds, "network_calls": timer.calls, "evaluations": 4,
+            "extrapolated": False, "rss_after_import_mb": rss_before}
+
+
+def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
+    """Conditional DDIM / DDPM with MONAI schedulers over the whole volume; the first steps are timed."""
+    import numpy as np
+    import torch
+    from monai.inferers import SlidingWindowInferer
+    from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+
+    from drdd_med.networks.factory import PRESETS, build_unet
+
+    torch.manual_seed(0)
+    device = torch.device(spec["device"])
+    spatial_dims = 3 if spec["mode"] == "3d" else 2
+    unet = build_unet(spatial_dims, 2, 1, **PRESETS[spec["preset"]]["residual"]).to(device).eval()
+    timer = NetworkTimer(unet, device)
+    mr = torch.from_numpy(_mr_volume(spec["shape"]))
+    mr = (mr / mr.max() * 2 - 1)[None, None].to(device)
+    scheduler = DDIMScheduler(1000) if spec["sampler"] == "ddim" else DDPMScheduler(1000)
+    scheduler.set_timesteps(spec["steps"])
+    x = torch.randn_like(mr)
+    rss_before = _peak_rss_mb()
+    start = time.perf_counter()
+    timed_steps = scheduler.timesteps[: spec["timed_steps"]]
+    with torch.no_grad():
+        for t in timed_steps:
+            t_batch = torch.full((1,), int(t), device=device)
+            if spatial_dims == 2:  # axial slice batches, as the DRDD 2D path
+                xs, ms = x[0].permute(3, 0, 1, 2), mr[0].permute(3, 0, 1, 2)
+                out = torch.empty_like(xs)
+                for s in range(0, xs.shape[0], spec["slice_batch"]):
+                    sl = slice(s, s + spec["slice_batch"])
+                    out[sl] = unet(torch.cat([xs[sl], ms[sl]], 1), timesteps=t_batch.expand(xs[sl].shape[0]))
+                eps = out.permute(1, 2, 3, 0)[None]
+            else:
+                window = SlidingWindowInferer(spec["roi_size"], sw_batch_size=spec["sw_batch"], overlap=0.25,
+                                              mode="gaussian", progress=False)
+                eps = window(torch.cat([x, mr], 1), lambda w: unet(w, timesteps=t_batch.expand(w.shape[0])))
+            x, _ = scheduler.step(eps, int(t), x)
+    elapsed = time.perf_counter() - start
+    factor = spec["steps"] / len(timed_steps)
+    assert np.isfinite(float(x.float().mean()))
+    return {"total_s": elapsed * factor, "network_s": timer.seconds * factor, "network_calls": int(timer.calls * factor),
+            "evaluations": spec["steps"], "extrapolated": factor != 1, "timed_steps": len(timed_steps),
+            "rss_after_import_mb": rss_before}
+
+
+def worker(spec: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    sys.path.insert(0, str(REPO))
+    result = run_drdd(spec) if spec["sampler"] == "drdd" else run_peer(spec)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- driver side
+def scenarios(quick: bool, large: bool, device: str, threads: int, work: Path) -> list[dict[str, Any]]:
+    shape_2d = [128, 128, 8] if quick else [256, 256, 32]
+    shape_3d = [96, 96, 96] if quick else [160, 160, 160]
+    common = {"device": device, "threads": threads, "work": str(work)}
+    two_d = {**common, "mode": "2d", "preset": "small", "shape": shape_2d, "slice_batch": 16}
+    three_d = {**common, "mode": "3d", "preset": "tiny", "shape": shape_3d, "roi_size": [64, 64, 64], "sw_batch": 2}
+    out = [
+        {**two_d, "name": "drdd-2d", "sampler": "drdd"},
+        {**two_d, "name": "ddim50-2d", "sampler": "ddim", "steps": 50, "timed_steps": 2 if quick else 4},
+        {**two_d, "name": "ddpm1000-2d", "sampler": "ddpm", "steps": 1000, "timed_steps": 2 if quick else 4},
+        {**three_d, "name": "drdd-3d", "sampler": "drdd"},
+        {**three_d, "name": "ddim50-3d", "sampler": "ddim", "steps": 50, "timed_steps": 1 if quick else 2},
+        {**three_d, "name": "ddpm1000-3d", "sampler": "ddpm", "steps": 1000, "timed_steps": 1 if quick else 2},
+    ]
+    if large:
+        out.append({**common, "name": "drdd-2d-large", "sampler": "drdd", "mode": "2d", "preset": "tiny",
+                    "shape": [512, 512, 300], "slice_batch": 16})
+    return out
+
+
+def run_scenario(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
+                          env=env, timeout=timeout_s)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"scenario {spec['name']} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    slices = spec["shape"][2]
+    return {"name": spec["name"], "sampler": spec["sampler"], "mode": spec["mode"], "preset": spec["preset"],
+            "shape": spec["shape"], **result, "overhead_ratio": result["total_s"] / max(result["network_s"], 1e-9),
+            "s_per_slice": result["total_s"] / slices}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = ("| scenario | model | volume | network evals | total s | network s | total/network | s/slice | "
+            "peak RSS MB |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        star = " (extrap.)" if r["extrapolated"] else ""
+        lines.append(f"| {r['name']} | {r['mode']} {r['preset']} | {'x'.join(map(str, r['shape']))} | {r['evaluations']} "
+                     f"| {r['total_s']:.1f}{star} | {r['network_s']:.1f} | {r['overhead_ratio']:.3f} | "
+                     f"{r['s_per_slice']:.3f} | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small volumes (CI smoke run, < 1 min)")
+    parser.add_argument("--large", action="store_true", help="also a 512 x 512 x 300 volume with a 2D tiny model")
+    parser.add_argument("--only", nargs="*", default=None, help="scenario names to run (default: all)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default: {RESULTS})")
+    parser.add_argument("--timeout", type=float, default=1800, help="per-scenario timeout, seconds")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="drdd_bench_") as work:
+        rows = []
+        for spec in scenarios(args.quick, args.large, args.device, args.threads, Path(work)):
+            if args.only and spec["name"] not in args.only:
+                continue
+            print(f"running {spec['name']} ...", file=sys.stderr, flush=True)
+            rows.append(run_scenario(spec, args.timeout))
+    table = markdown(rows)
+    print(table)
+    report = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device, "threads": args.threads,
+              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "quick": args.quick,
+              "notes": "Untrained networks (timing only). DRDD: full SCTPredictor pipeline (load, normalise, sample "
+                       "2+2 steps, invert, write int16 NIfTI). DDIM/DDPM: network + scheduler loop only, timed on the "
+                       "first steps and extrapolated linearly to the full step count.",
+              "results": rows, "table": table}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, args.out)
+    print(f"\nwrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Bundle data: the data spec behind ``--datalist`` (phantom created on first use) and its MONAI datalists.
+
+The bundle's default datalist is the embedded phantom's spec, ``<dataset_dir>/phantom/phantom.json``. When that file
+is requested and missing, :func:`prepare_spec` generates the phantom there first (idempotent, atomic), so
+``python -m monai.bundle run training --config_file bundles/drdd/train.json`` works on a fresh clone. Any other
+spec is validated by :func:`~drdd_med.data.spec.load_spec` before training starts, which lists every problem at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from drdd_med import keys
+from drdd_med.data.spec import DatasetSpec, NormalizeSpec, load_spec
+
+__all__ = [
+    "PHANTOM_SPEC", "evaluation_cases", "input_datalist", "mask_key", "noise_items", "norm_dict", "paired_items",
+    "prepare_spec",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name of the phantom's spec inside its folder.
+PHANTOM_SPEC = "phantom.json"
+
+
+def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    return Path(os.path.abspath(os.path.expanduser(str(a)))) == Path(os.path.abspath(os.path.expanduser(str(b))))
+
+
+def prepare_spec(datalist: str | os.PathLike, phantom_dir: str | os.PathLike,
+                 phantom: Mapping[str, Any] | None = None) -> DatasetSpec:
+    """Load the training data spec, generating the embedded phantom first when it is the one asked for.
+
+    Args:
+        datalist: a data spec JSON (``data_specs`` format).
+        phantom_dir: folder of the bundle's phantom; when ``datalist`` is ``<phantom_dir>/phantom.json`` and the
+            dataset there is missing or incomplete, it is generated.
+        phantom: :func:`~drdd_med.data.phantom.write_phantom_dataset` options (``subjects``, ``unpaired``, ``seed``,
+            ``shape``, ``spacing_mm``).
+
+    Returns:
+        The validated spec (absolute paths).
+
+    Raises:
+        SpecError: the spec is invalid; the message lists every problem (key, index, path).
+    """
+    if _same_path(datalist, Path(phantom_dir) / PHANTOM_SPEC):
+        from drdd_med.data.phantom import write_phantom_dataset
+
+        options = dict(phantom or {})
+        if not (Path(phantom_dir) / PHANTOM_SPEC).is_file():
+            logger.info("creating the phantom dataset in %s (first use)", phantom_dir)
+        write_phantom_dataset(phantom_dir, **options)
+    spec = load_spec(datalist)
+    logger.info("data spec %s: %d training, %d validation, %d test, %d unpaired target item(s)", spec.path,
+                *(len(spec.items(s)) for s in ("training", "validation", "test", "unpaired_target")))
+    return spec
+
+
+def norm_dict(norm: NormalizeSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """A spec's intensity mapping as the plain dict that :class:`~drdd_med.workflows.model_config.ModelConfig` stores."""
+    if isinstance(norm, Mapping):
+        return dict(norm)
+    if norm.type == "percentile":
+        return {"type": "percentile", "lower": float(norm.lower), "upper": float(norm.upper)}
+    return {"type": "range", "a_min": float(norm.a_min), "a_max": float(norm.a_max)}
+
+
+def mask_key(items: Sequence[Mapping[str, str]]) -> str | None:
+    """``keys.MASK`` when every item has a mask (so a pipeline sees the same keys for all items), else None."""
+    return keys.MASK if items and all(keys.MASK in item for item in items) else None
+
+
+def paired_items(spec: DatasetSpec, split: str = "training") -> list[dict[str, str]]:
+    """Paired items of ``split`` for the residual stage / validation; masks kept only when every item has one.
+
+    Raises:
+        ValueError: the split has no item.
+    """
+    items = spec.items(split)
+    if not items:
+        raise ValueError(f"{spec.path}: split {split!r} is empty; add paired items (source, target) to it.")
+    keep = mask_key(items) is not None
+    return [{k: v for k, v in item.items() if k in (keys.SOURCE, keys.TARGET) or (keep and k == keys.MASK)}
+            for item in items]
+
+
+def noise_items(spec: DatasetSpec) -> list[dict[str, str]]:
+    """Target-only items for the noise stage: the training targets plus ``unpaired_target`` (no masks)."""
+    return [{keys.TARGET: item[keys.TARGET]} for item in spec.target_items(with_mask=False)]
+
+
+def evaluation_cases(spec: DatasetSpec, split: str = "validation") -> list[dict[str, str]]:
+    """Items of ``split`` that have a target CT, with ids; falls back to ``test`` / ``validation`` when empty.
+
+    Raises:
+        ValueError: no split of the spec has cases with a target.
+    """
+    order = [split] + [s for s in ("validation", "test") if s != split]
+    for name in order:
+        cases = [item for item in spec.items(name) if keys.TARGET in item]
+        if cases:
+            if name != split:
+                logger.warning("split %r has no case with a target; evaluating split %r instead", split, name)
+            return cases
+    raise ValueError(f"{spec.path}: no validation or test case with a target CT to evaluate; add some to the spec.")
+
+
+def input_datalist(inputs: Any) -> list[dict[str, str]]:
+    """Inference items ``[{"image": path}]`` from ``--input`` (a NIfTI file, a DICOM folder, or a list of them).
+
+    Raises:
+        ValueError: no input given, or a path that does not exist.
+    """
+    if inputs is None or inputs == "" or inputs == []:
+        raise ValueError("no input: pass --input <NIfTI file or DICOM series folder> (or a list of them).")
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    missing = [str(p) for p in paths if not Path(os.path.expanduser(str(p))).exists()]
+    if missing:
+        raise ValueError(f"--input: these paths do not exist: {missing}; pass NIfTI files or DICOM series folders.")
+    return [{keys.IMAGE: os.path.abspath(os.path.expanduser(str(p)))} for p in paths]
