@@ -164,9 +164,10 @@ class Runner:
                       target_channels=1).eval()
         return net, level, noise_level
 
-    # ------------------------------------------------------------------ evaluation rows
-    def row(self, method: str, seed: int, fraction: float = 1.0, level: float = 1.0, residual_steps: int = 2,
-            noise_steps: int = 2, subtract_noise: bool = False, example: bool = False) -> dict[str, Any]:
+    # ------------------------------------------------------------------ methods
+    def method(self, method: str, seed: int, fraction: float = 1.0, level: float = 1.0, residual_steps: int = 2,
+               noise_steps: int = 2, subtract_noise: bool = False) -> tuple[Callable, dict[str, Any], list[str]]:
+        """(sampler, row info, trained-network keys) of one method configuration."""
         info: dict[str, Any] = {"method": method, "seed": seed, "fraction": fraction,
                                 "paired_subjects": len(self.subjects(fraction)), "noise_level": level}
         if method in ("drdd_unc", "drdd_cond"):
@@ -192,12 +193,38 @@ class Runner:
             net = self.network("regression", seed, fraction)
             sampler, calls, params = regression_sampler(net), 1, _params(net)
             keys = [_key("regression", seed, fraction, 1.0)]
+        info.update(network_calls=calls, params=params)
+        return sampler, info, keys
+
+    def timing(self, seed: int, repeats: int = 3) -> dict[str, Any]:
+        """Sampling wall time per slice of each method on the first evaluation volume: best of ``repeats`` runs
+        after one warm-up, so that load from other processes inflates it as little as possible."""
+        source = self.data.eval_volumes[0].source
+        out = {}
+        for method in METHODS:
+            sampler, info, _ = self.method(method, seed)
+            gen = torch.Generator().manual_seed(0)
+            sampler(source, gen)
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                sampler(source, gen)
+                best = min(best, time.perf_counter() - start)
+            out[method] = {"seconds_per_slice": best / source.shape[0], "network_calls": info["network_calls"],
+                           "slices": int(source.shape[0]), "repeats": repeats}
+            logger.info("  timing %-10s %.2f ms per slice", method, 1e3 * out[method]["seconds_per_slice"])
+        return {"methods": out, "threads": torch.get_num_threads()}
+
+    # ------------------------------------------------------------------ evaluation rows
+    def row(self, method: str, seed: int, fraction: float = 1.0, level: float = 1.0, residual_steps: int = 2,
+            noise_steps: int = 2, subtract_noise: bool = False, example: bool = False) -> dict[str, Any]:
+        sampler, info, keys = self.method(method, seed, fraction, level, residual_steps, noise_steps, subtract_noise)
         result = evaluate(sampler, self.data.eval_volumes, seed=10_000 + seed, keep_slice=example)
         if example and "example_slice" in result:
             self._save_example(method, result.pop("example_slice"))
         result.pop("example_slice", None)
         train_seconds = sum(self.state["trainings"].get(key, {}).get("seconds", 0.0) for key in keys)
-        info.update(network_calls=calls, params=params, train_seconds=round(train_seconds, 1), **result)
+        info.update(train_seconds=round(train_seconds, 1), **result)
         logger.info("  eval %-10s seed %d frac %.2f level %.2f: MAE %.1f HU, PSNR %.2f dB, SSIM %.3f", method, seed,
                     fraction, level, result["mean"]["mae"], result["mean"]["psnr"], result["mean"]["ssim"])
         return info
@@ -220,7 +247,7 @@ def plan(cfg: dict[str, Any]) -> list[str]:
     units += [f"data_eff:f{f:g}" for f in cfg["fractions"] if f < 1.0]
     units += [f"noise:{lv:g}" for lv in cfg["noise_levels"] if lv != 1.0]
     units += [f"methods:s{s}" for s in seeds[1:]]
-    return units
+    return units + ["timing"]
 
 
 def count_networks(cfg: dict[str, Any]) -> int:
@@ -245,6 +272,8 @@ def run_unit(unit: str, runner: Runner, cfg: dict[str, Any]) -> dict[str, Any]:
     if unit.startswith("data_eff:f"):
         fraction = float(unit.split(":f")[1])
         return {"rows": [runner.row(m, s0, fraction=fraction) for m in DATA_EFF_METHODS]}
+    if unit == "timing":
+        return runner.timing(s0)
     if unit.startswith("noise:"):
         level = float(unit.split(":")[1])
         return {"rows": [runner.row("drdd_unc", s0, level=level)]}
@@ -300,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     state.setdefault("units", {})
     state.setdefault("trainings", {})
     meta = state.setdefault("meta", {"elapsed_seconds": 0.0})
-    meta.update(command="python benchmarks/claims.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                torch=torch.__version__, drdd_med=getattr(drdd_med, "__version__", "?"), threads=args.threads,
+    meta.setdefault("commands", []).append(
+        "python benchmarks/claims.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    meta.update(torch=torch.__version__, drdd_med=getattr(drdd_med, "__version__", "?"), threads=args.threads,
                 cpu=platform.processor() or platform.machine(), quick=bool(args.quick))
     started = time.perf_counter()
     elapsed_before = float(meta.get("elapsed_seconds", 0.0))

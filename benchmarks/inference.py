@@ -2,23 +2,29 @@
 
 Scenarios (each runs in its own subprocess, so peak RSS is that scenario's alone):
 
-- ``drdd-2d``: a 2D ``small`` DRDD model, 2 + 2 steps, slice batches over a 256 x 256 x 32 volume, measured through
-  the full :class:`~drdd_med.workflows.predictor.SCTPredictor` pipeline (NIfTI load, normalisation, sampling,
-  inversion to the native grid, int16 NIfTI write);
-- ``drdd-3d``: a 3D ``tiny`` DRDD model, 2 + 2 steps, 64^3 Gaussian-blended sliding windows over a 160^3 volume;
+- ``drdd-2d``: a 2D ``small`` DRDD model, 2 + 2 steps, slice batches of 16, measured through the full
+  :class:`~drdd_med.workflows.predictor.SCTPredictor` pipeline (NIfTI load, normalisation, sampling, inversion to
+  the native grid, int16 NIfTI write);
+- ``drdd-3d``: a 3D ``tiny`` DRDD model, 2 + 2 steps, Gaussian-blended sliding windows (overlap 0.25), same pipeline;
 - ``ddim50-*`` / ``ddpm1000-*``: the peer reference, a conditional MONAI ``DiffusionModelUNet`` of the same preset
   (x_t and MR concatenated, one network call per step) driven by MONAI's ``DDIMScheduler`` (50 steps) or
-  ``DDPMScheduler`` (1000 steps) over the same volume. Only the first few steps are timed and the per-step time
-  is extrapolated to the full step count (marked ``extrapolated`` in the output).
+  ``DDPMScheduler`` (1000 steps) over the same volume. The first steps are timed and the per-step time is
+  extrapolated to the full step count (marked ``extrapolated``); their totals exclude writing the output.
 
-For every scenario: total seconds, seconds inside network forward calls, their ratio (pipeline overhead; goal
-<= 1.15), seconds per slice, and peak resident memory. Networks are untrained (timing does not depend on weights).
+Volume sizes (2D small / 3D tiny, window):
+
+- ``--quick``: 128x128x8 / 64x64x32, window 32^3 (about 1-2 min on 2 busy CPU cores);
+- default: 256x256x8 / 96x96x48, window 64x64x48 (about 5 min on 2 busy CPU cores);
+- ``--full``: 256x256x32 / 160^3, window 64^3 (the 3D part alone is tens of minutes on CPU; use a GPU);
+- ``--large`` adds a 512x512x300 volume with a 2D ``tiny`` model and 1 + 1 steps: the memory bound check (peak RSS
+  does not depend on the step count).
+
+For every row: total seconds, seconds inside network forward calls, their ratio (pipeline overhead; goal <= 1.15),
+seconds per slice, and peak resident memory. Networks are untrained (timing does not depend on the weights).
 
 Usage::
 
-    python benchmarks/inference.py            # default (~3-5 min on 2 CPU cores)
-    python benchmarks/inference.py --quick    # smaller volumes, < 1 min
-    python benchmarks/inference.py --large    # adds a 512 x 512 x 300 volume (2D tiny model): memory bound check
+    python benchmarks/inference.py [--quick | --full] [--large] [--device cuda] [--only drdd-2d peer-2d]
 
 Writes ``benchmarks/results/inference.json`` and prints a Markdown table.
 """
@@ -101,24 +107,29 @@ def run_drdd(spec: dict[str, Any]) -> dict[str, Any]:
     from drdd_med.workflows.predictor import SCTPredictor
 
     torch.manual_seed(0)
-    config = ModelConfig(mode=spec["mode"], preset=spec["preset"], roi_size=spec.get("roi_size", [64, 64, 64]))
+    config = ModelConfig(mode=spec["mode"], preset=spec["preset"], roi_size=spec.get("roi_size", [64, 64, 64]),
+                         residual_steps=spec.get("steps", [2, 2])[0], noise_steps=spec.get("steps", [2, 2])[1])
     network = config.build_network()
     options = {"slice_batch": spec["slice_batch"]} if spec["mode"] != "3d" else {"sw_batch_size": spec["sw_batch"]}
     predictor = SCTPredictor(network, config, device=spec["device"], **options)
     timer = NetworkTimer(predictor.network, predictor.device)
-    path = _write_input(spec["shape"], Path(spec["work"]))
+    path = Path(spec["input"])
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
     result = predictor.predict(path)
     predictor.save_nifti(result, Path(spec["work"]) / "out", path.stem)
     total = time.perf_counter() - start
-    return {"total_s": total, "network_s": timer.seconds, "network_calls": timer.calls, "evaluations": 4,
-            "extrapolated": False, "rss_after_import_mb": rss_before}
+    return {"total_s": total, "network_s": timer.seconds, "network_calls": timer.calls,
+            "evaluations": sum(spec.get("steps", [2, 2])), "extrapolated": False, "rss_after_import_mb": rss_before}
 
 
 def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
-    """Conditional DDIM / DDPM with MONAI schedulers over the whole volume; the first steps are timed."""
-    import numpy as np
+    """Conditional DDIM-50 / DDPM-1000 with MONAI schedulers over the whole volume, extrapolated from timed steps.
+
+    Both samplers call the network once per step on the same inputs, so the network time of a step is measured once
+    (``timed_steps`` real DDIM steps); the scheduler's own ``step`` is timed separately for DDIM and DDPM.
+    """
+    import nibabel as nib
     import torch
     from monai.inferers import SlidingWindowInferer
     from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
@@ -130,35 +141,49 @@ def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
     spatial_dims = 3 if spec["mode"] == "3d" else 2
     unet = build_unet(spatial_dims, 2, 1, **PRESETS[spec["preset"]]["residual"]).to(device).eval()
     timer = NetworkTimer(unet, device)
-    mr = torch.from_numpy(_mr_volume(spec["shape"]))
-    mr = (mr / mr.max() * 2 - 1)[None, None].to(device)
-    scheduler = DDIMScheduler(1000) if spec["sampler"] == "ddim" else DDPMScheduler(1000)
-    scheduler.set_timesteps(spec["steps"])
-    x = torch.randn_like(mr)
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
-    timed_steps = scheduler.timesteps[: spec["timed_steps"]]
+    mr = torch.from_numpy(nib.load(spec["input"]).get_fdata(dtype="float32"))
+    mr = (mr / mr.max() * 2 - 1)[None, None].to(device)
+    x = torch.randn_like(mr)
+    load_s = time.perf_counter() - start
+
+    def epsilon(x: torch.Tensor, t: int) -> torch.Tensor:
+        t_batch = torch.full((1,), t, device=device)
+        if spatial_dims == 2:  # axial slice batches, as the DRDD 2D path
+            xs, ms = x[0].permute(3, 0, 1, 2), mr[0].permute(3, 0, 1, 2)
+            out = torch.empty_like(xs)
+            for s in range(0, xs.shape[0], spec["slice_batch"]):
+                sl = slice(s, s + spec["slice_batch"])
+                out[sl] = unet(torch.cat([xs[sl], ms[sl]], 1), timesteps=t_batch.expand(xs[sl].shape[0]))
+            return out.permute(1, 2, 3, 0)[None]
+        window = SlidingWindowInferer(spec["roi_size"], sw_batch_size=spec["sw_batch"], overlap=0.25, mode="gaussian",
+                                      progress=False)
+        return window(torch.cat([x, mr], 1), lambda w: unet(w, timesteps=t_batch.expand(w.shape[0])))
+
+    ddim, ddpm = DDIMScheduler(1000), DDPMScheduler(1000)
+    ddim.set_timesteps(50)
+    ddpm.set_timesteps(1000)
+    step_s = {"ddim": 0.0, "ddpm": 0.0}
+    loop_start = time.perf_counter()
     with torch.no_grad():
-        for t in timed_steps:
-            t_batch = torch.full((1,), int(t), device=device)
-            if spatial_dims == 2:  # axial slice batches, as the DRDD 2D path
-                xs, ms = x[0].permute(3, 0, 1, 2), mr[0].permute(3, 0, 1, 2)
-                out = torch.empty_like(xs)
-                for s in range(0, xs.shape[0], spec["slice_batch"]):
-                    sl = slice(s, s + spec["slice_batch"])
-                    out[sl] = unet(torch.cat([xs[sl], ms[sl]], 1), timesteps=t_batch.expand(xs[sl].shape[0]))
-                eps = out.permute(1, 2, 3, 0)[None]
-            else:
-                window = SlidingWindowInferer(spec["roi_size"], sw_batch_size=spec["sw_batch"], overlap=0.25,
-                                              mode="gaussian", progress=False)
-                eps = window(torch.cat([x, mr], 1), lambda w: unet(w, timesteps=t_batch.expand(w.shape[0])))
-            x, _ = scheduler.step(eps, int(t), x)
-    elapsed = time.perf_counter() - start
-    factor = spec["steps"] / len(timed_steps)
-    assert np.isfinite(float(x.float().mean()))
-    return {"total_s": elapsed * factor, "network_s": timer.seconds * factor, "network_calls": int(timer.calls * factor),
-            "evaluations": spec["steps"], "extrapolated": factor != 1, "timed_steps": len(timed_steps),
-            "rss_after_import_mb": rss_before}
+        for t in ddim.timesteps[: spec["timed_steps"]]:
+            eps = epsilon(x, int(t))
+            for name, sched in (("ddpm", ddpm), ("ddim", ddim)):  # DDIM last: its state continues the trajectory
+                tic = time.perf_counter()
+                new_x, _ = sched.step(eps, int(t), x)
+                step_s[name] += time.perf_counter() - tic
+            x = new_x
+    loop_s = time.perf_counter() - loop_start
+    n = spec["timed_steps"]
+    network_step = timer.seconds / n
+    other_step = (loop_s - timer.seconds - step_s["ddim"] - step_s["ddpm"]) / n  # slicing, concatenation, blending
+    rows = []
+    for name, steps in (("ddim", 50), ("ddpm", 1000)):
+        total = load_s + steps * (network_step + other_step + step_s[name] / n)
+        rows.append({"sampler": name, "total_s": total, "network_s": steps * network_step, "evaluations": steps,
+                     "network_calls": timer.calls // n * steps, "extrapolated": True, "timed_steps": n})
+    return {"peers": rows, "rss_after_import_mb": rss_before}
 
 
 def worker(spec: dict[str, Any]) -> None:
@@ -172,27 +197,35 @@ def worker(spec: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- driver side
-def scenarios(quick: bool, large: bool, device: str, threads: int, work: Path) -> list[dict[str, Any]]:
-    shape_2d = [128, 128, 8] if quick else [256, 256, 32]
-    shape_3d = [96, 96, 96] if quick else [160, 160, 160]
-    common = {"device": device, "threads": threads, "work": str(work)}
+#: (2D shape, 3D shape, 3D window) per size; 2D uses the small preset, 3D the tiny preset.
+SIZES = {
+    "quick": ([128, 128, 8], [64, 64, 32], [32, 32, 32]),
+    "default": ([256, 256, 8], [96, 96, 48], [64, 64, 48]),
+    "full": ([256, 256, 32], [160, 160, 160], [64, 64, 64]),
+}
+
+
+def scenarios(size: str, large: bool, device: str, threads: int) -> list[dict[str, Any]]:
+    """Scenario specs; ``peer-*`` scenarios yield one DDIM-50 and one DDPM-1000 row each."""
+    shape_2d, shape_3d, roi_3d = SIZES[size]
+    common = {"device": device, "threads": threads}
     two_d = {**common, "mode": "2d", "preset": "small", "shape": shape_2d, "slice_batch": 16}
-    three_d = {**common, "mode": "3d", "preset": "tiny", "shape": shape_3d, "roi_size": [64, 64, 64], "sw_batch": 2}
+    three_d = {**common, "mode": "3d", "preset": "tiny", "shape": shape_3d, "roi_size": roi_3d, "sw_batch": 2}
     out = [
         {**two_d, "name": "drdd-2d", "sampler": "drdd"},
-        {**two_d, "name": "ddim50-2d", "sampler": "ddim", "steps": 50, "timed_steps": 2 if quick else 4},
-        {**two_d, "name": "ddpm1000-2d", "sampler": "ddpm", "steps": 1000, "timed_steps": 2 if quick else 4},
+        {**two_d, "name": "peer-2d", "sampler": "peer", "timed_steps": 2},
         {**three_d, "name": "drdd-3d", "sampler": "drdd"},
-        {**three_d, "name": "ddim50-3d", "sampler": "ddim", "steps": 50, "timed_steps": 1 if quick else 2},
-        {**three_d, "name": "ddpm1000-3d", "sampler": "ddpm", "steps": 1000, "timed_steps": 1 if quick else 2},
+        {**three_d, "name": "peer-3d", "sampler": "peer", "timed_steps": 1},
     ]
-    if large:
+    if large:  # memory check: the step count does not change the peak (a fixed set of whole-volume tensors)
         out.append({**common, "name": "drdd-2d-large", "sampler": "drdd", "mode": "2d", "preset": "tiny",
-                    "shape": [512, 512, 300], "slice_batch": 16})
+                    "shape": [512, 512, 300], "slice_batch": 16, "steps": [1, 1]})
     return out
 
 
-def run_scenario(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def run_scenario(spec: dict[str, Any], work: Path, timeout_s: float) -> list[dict[str, Any]]:
+    """Run one scenario in a fresh interpreter (its own peak RSS); returns its table rows."""
+    spec = {**spec, "input": str(_write_input(spec["shape"], work)), "work": str(work)}
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
                           env=env, timeout=timeout_s)
@@ -200,27 +233,41 @@ def run_scenario(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"scenario {spec['name']} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     result = json.loads(lines[-1][len("RESULT "):])
-    slices = spec["shape"][2]
-    return {"name": spec["name"], "sampler": spec["sampler"], "mode": spec["mode"], "preset": spec["preset"],
-            "shape": spec["shape"], **result, "overhead_ratio": result["total_s"] / max(result["network_s"], 1e-9),
-            "s_per_slice": result["total_s"] / slices}
+    base = {"mode": spec["mode"], "preset": spec["preset"], "shape": spec["shape"],
+            "peak_rss_mb": result["peak_rss_mb"], "rss_after_import_mb": result["rss_after_import_mb"]}
+    if spec["mode"] == "3d":
+        base["roi_size"] = spec["roi_size"]
+    runs = result["peers"] if "peers" in result else [{**result, "sampler": "drdd"}]
+    rows = []
+    for run in runs:
+        name = spec["name"] if run["sampler"] == "drdd" else f"{run['sampler']}{run['evaluations']}-{spec['mode']}"
+        row = {"name": name, **base, **{k: v for k, v in run.items() if k not in base}}
+        row["overhead_ratio"] = row["total_s"] / max(row["network_s"], 1e-9)
+        row["s_per_slice"] = row["total_s"] / spec["shape"][2]
+        rows.append(row)
+    return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = ("| scenario | model | volume | network evals | total s | network s | total/network | s/slice | "
-            "peak RSS MB |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+            "peak RSS MB | RSS above start MB |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         star = " (extrap.)" if r["extrapolated"] else ""
-        lines.append(f"| {r['name']} | {r['mode']} {r['preset']} | {'x'.join(map(str, r['shape']))} | {r['evaluations']} "
+        volume = "x".join(map(str, r["shape"]))
+        lines.append(f"| {r['name']} | {r['mode']} {r['preset']} | {volume} | {r['evaluations']} "
                      f"| {r['total_s']:.1f}{star} | {r['network_s']:.1f} | {r['overhead_ratio']:.3f} | "
-                     f"{r['s_per_slice']:.3f} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['s_per_slice']:.3f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['peak_rss_mb'] - r['rss_after_import_mb']:.0f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small volumes (CI smoke run, < 1 min)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small volumes (smoke run, about 1 min)")
+    size.add_argument("--full", action="store_true",
+                      help="256x256x32 (2D) and 160^3 (3D) volumes: tens of minutes on 2 CPU cores; minutes on a GPU")
     parser.add_argument("--large", action="store_true", help="also a 512 x 512 x 300 volume with a 2D tiny model")
     parser.add_argument("--only", nargs="*", default=None, help="scenario names to run (default: all)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -232,17 +279,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(json.loads(args.worker))
         return 0
+    size = "quick" if args.quick else "full" if args.full else "default"
     with tempfile.TemporaryDirectory(prefix="drdd_bench_") as work:
         rows = []
-        for spec in scenarios(args.quick, args.large, args.device, args.threads, Path(work)):
+        for spec in scenarios(size, args.large, args.device, args.threads):
             if args.only and spec["name"] not in args.only:
                 continue
             print(f"running {spec['name']} ...", file=sys.stderr, flush=True)
-            rows.append(run_scenario(spec, args.timeout))
+            start = time.perf_counter()
+            rows += run_scenario(spec, Path(work), args.timeout)
+            print(f"  {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     table = markdown(rows)
     print(table)
     report = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device, "threads": args.threads,
-              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "quick": args.quick,
+              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "size": size,
+              "load_average_1min": os.getloadavg()[0],
               "notes": "Untrained networks (timing only). DRDD: full SCTPredictor pipeline (load, normalise, sample "
                        "2+2 steps, invert, write int16 NIfTI). DDIM/DDPM: network + scheduler loop only, timed on the "
                        "first steps and extrapolated linearly to the full step count.",

@@ -58,7 +58,11 @@ def summarize_methods(state: dict[str, Any]) -> list[dict[str, Any]]:
             summary[col + "_std"] = float(np.nanstd(vals, ddof=1)) if len(vals) > 1 else None
         for col in ("network_calls", "params"):
             summary[col] = mine[0][col]
-        summary["seconds_per_slice"] = float(np.mean([r["seconds_per_slice"] for r in mine]))
+        timing = state.get("units", {}).get("timing", {})
+        if timing.get("status") == "done" and method in timing.get("methods", {}):
+            summary["seconds_per_slice"] = timing["methods"][method]["seconds_per_slice"]
+        else:
+            summary["seconds_per_slice"] = float(np.mean([r["seconds_per_slice"] for r in mine]))
         summary["train_seconds"] = float(np.mean([r["train_seconds"] for r in mine]))
         out.append(summary)
     return out
@@ -77,11 +81,10 @@ def _method_table(state: dict[str, Any]) -> list[str]:
 
 
 def _simple_table(rows: list[dict[str, Any]], first: str, key) -> list[str]:
-    lines = [f"| {first} | {_HEAD} | U-Net calls | s/slice |", "|---" * 10 + "|"]
+    lines = [f"| {first} | {_HEAD} | U-Net calls |", "|---" * 9 + "|"]
     for r in rows:
         cells = [_fmt(r["mean"][c], r["std"][c], _digits(c)) for c in _COLS]
-        lines.append(f"| {key(r)} | " + " | ".join(cells) + f" | {r['network_calls']} | "
-                     f"{r['seconds_per_slice'] * 1e3:.1f} ms |")
+        lines.append(f"| {key(r)} | " + " | ".join(cells) + f" | {r['network_calls']} |")
     return lines
 
 
@@ -230,11 +233,15 @@ def write_report(state: dict[str, Any], out: Path, work: Path) -> None:
         "model calls both nets per step), regression one call. Noise level σ_n = 1.0 unless stated.",
         "- Metrics: slices stacked back into 3D volumes in HU; SynthRAD2023 MAE / PSNR / SSIM inside the body mask; "
         "MAE in bone (>300 HU), soft tissue (−400…300 HU) and air (<−400 HU) of the real CT, and the mean error (bias) "
-        "— drdd_med diagnostics, not SynthRAD. Each run: mean over the evaluation volumes. Sampling time per slice is "
-        f"wall time on {meta.get('threads')} CPU threads shared with other work, so only the ratios are meaningful.",
+        "— drdd_med diagnostics, not SynthRAD. Each run: mean over the evaluation volumes. Sampling time per slice "
+        f"(s/slice): best of 3 timed runs over one {data.get('depth')}-slice volume after a warm-up, on "
+        f"{meta.get('threads')} CPU threads shared with other work — compare ratios, not absolute values. "
+        "\"train s\" is the wall time of training the method's networks (shared networks counted in full).",
         f"- Seeds: method comparison over seeds {cfg['seeds']} (mean ± std of the per-seed means); everything else "
         f"one seed ({cfg['seeds'][0]}), ± is then the std over evaluation volumes.",
-        f"- Run time: {meta.get('elapsed_seconds', 0) / 60:.1f} min in total (`{meta.get('command', '')}`).", "",
+        f"- Run time: {meta.get('elapsed_seconds', 0) / 60:.1f} min in total, phantom rendering, training and "
+        "evaluation included (" + ", then ".join(f"`{c}`" for c in meta.get("commands", [meta.get("command", "")]))
+        + ").", "",
         "## 1. Method comparison (all paired data)", "",
         *_method_table(state), "",
         "## 2. Data efficiency (fraction of paired training subjects)", "",

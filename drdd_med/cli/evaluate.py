@@ -15,7 +15,8 @@ examples:
   drdd-med evaluate --spec bundles/drdd/data/phantom/phantom.json --bundle bundles/drdd --out eval
 
   # the validation split with 4 samples per case, without montages
-  drdd-med evaluate --spec data_specs/synthrad2023_task1_brain.json --split validation --out eval --samples 4 --no-montage
+  drdd-med evaluate --spec data_specs/synthrad2023_task1_brain.json --split validation --out eval \\
+      --samples 4 --no-montage
 
 metrics (whole 3D volumes in HU, inside the body mask):
   mae            mean absolute error, HU (SynthRAD2023 and 2025)
@@ -32,8 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     p = subparsers.add_parser(
         "evaluate", help="score a trained bundle against real CT (SynthRAD metrics, baselines, montages)",
-        description="Translate every case of a data-spec split, compare the synthetic CT with the real CT (SynthRAD2023 "
-                    "and SynthRAD2025 image metrics, MAE per tissue class) next to two trivial baselines, print a "
+        description="Translate every case of a data-spec split, compare the synthetic CT with the real CT "
+                    "(SynthRAD2023 and SynthRAD2025 image metrics, MAE per tissue class) next to two trivial "
+                    "baselines, print a "
                     "table and write metrics.json, metrics.csv and one montage PNG per case.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -42,11 +44,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="split to evaluate; its cases need a target CT (default: test)")
     p.add_argument("--bundle", type=Path, default=None, help="trained bundle folder (default: bundles/drdd)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    p.add_argument("--steps", type=parse_steps, default=None, metavar="R,N", help="residual,noise steps (default: the model's)")
+    p.add_argument("--steps", type=parse_steps, default=None, metavar="R,N",
+                   help="residual,noise steps (default: the model's)")
     p.add_argument("--samples", type=int, default=1, metavar="N", help="samples averaged per case (default: 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--montage", action=argparse.BooleanOptionalAction, default=True, help="write montage PNGs (default: on)")
+    p.add_argument("--montage", action=argparse.BooleanOptionalAction, default=True,
+                   help="write montage PNGs (default: on)")
     p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                    help="also score the water and linear baselines (default: on)")
     p.set_defaults(func=run)
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         training = [c for c in spec.items("training") if "target" in c]
         if training:
             norm = predictor.config.source_normalize
-            baselines["linear"] = fit_linear_baseline(training, lower=norm.get("lower", 0.5), upper=norm.get("upper", 99.5))
+            baselines["linear"] = fit_linear_baseline(training, lower=norm.get("lower", 0.5),
+                                                      upper=norm.get("upper", 99.5))
     start = time.perf_counter()
     result = evaluate_cases(cases, lambda source: predictor.predict(source).hu, args.out, baselines=baselines,
                             montage=args.montage)

@@ -82,7 +82,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "with a trained DRDD bundle. The result is on the same voxel grid as the input.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="NIfTI file, DICOM series folder, or a folder of many")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="NIfTI file, DICOM series folder, or a folder of many")
     p.add_argument("--bundle", type=Path, default=None, help="trained bundle folder (default: bundles/drdd)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--dicom", action="store_true", help="also write each sCT as a DICOM CT series")
@@ -152,7 +153,7 @@ def find_cases(inputs: list[Path], source_modality: str = "MR") -> tuple[list[Ca
             else:
                 cases.extend(_folder_cases(path, source_modality))
         except Exception as exc:  # one bad input must not stop the others
-            failures.append((str(path), _problem(exc)))
+            failures.append((str(path), _problem(exc).removeprefix(f"{path}: ")))
     seen: dict[str, int] = {}
     unique = []
     for case in cases:
@@ -167,7 +168,8 @@ def _problem(exc: BaseException) -> str:
     while exc.__cause__ is not None and isinstance(exc, RuntimeError):
         exc = exc.__cause__
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}" if not isinstance(exc, ValueError) else (text[0] if text else "")
+    first = text[0] if text else ""
+    return first if isinstance(exc, ValueError) else f"{type(exc).__name__}: {first}"
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -232,8 +234,10 @@ def run(args: argparse.Namespace) -> int:
                 paths.append(predictor.save_dicom(result, args.out / f"{case.stem}_sct_dicom")[0].parent)
         except Exception as exc:  # report, skip, continue with the next case
             logger.debug("case %s failed", case.path, exc_info=True)
-            failures.append((str(case.path) + (f" (series {case.series_uid})" if case.series_uid else ""), _problem(exc)))
-            print(f"FAILED {case.path}: {_problem(exc)}", file=sys.stderr, flush=True)
+            where = str(case.path) + (f" (series {case.series_uid})" if case.series_uid else "")
+            problem = _problem(exc).removeprefix(f"{case.path}: ")  # library messages start with the path too
+            failures.append((where, problem))
+            print(f"FAILED {where}: {problem}", file=sys.stderr, flush=True)
         else:
             written += 1
             print("wrote " + ", ".join(str(p) for p in paths), flush=True)

@@ -32,14 +32,15 @@ def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return Path(os.path.abspath(os.path.expanduser(str(a)))) == Path(os.path.abspath(os.path.expanduser(str(b))))
 
 
-def prepare_spec(datalist: str | os.PathLike, phantom_dir: str | os.PathLike,
+def prepare_spec(datalist: str | os.PathLike, phantom_dir: str | os.PathLike | None = None,
                  phantom: Mapping[str, Any] | None = None) -> DatasetSpec:
     """Load the training data spec, generating the embedded phantom first when it is the one asked for.
 
     Args:
         datalist: a data spec JSON (``data_specs`` format).
         phantom_dir: folder of the bundle's phantom; when ``datalist`` is ``<phantom_dir>/phantom.json`` and the
-            dataset there is missing or incomplete, it is generated.
+            dataset there is missing or incomplete, it is generated (by rank 0 only in a distributed run; the
+            other ranks wait). None never generates anything.
         phantom: :func:`~drdd_med.data.phantom.write_phantom_dataset` options (``subjects``, ``unpaired``, ``seed``,
             ``shape``, ``spacing_mm``).
 
@@ -49,17 +50,26 @@ def prepare_spec(datalist: str | os.PathLike, phantom_dir: str | os.PathLike,
     Raises:
         SpecError: the spec is invalid; the message lists every problem (key, index, path).
     """
-    if _same_path(datalist, Path(phantom_dir) / PHANTOM_SPEC):
-        from drdd_med.data.phantom import write_phantom_dataset
-
-        options = dict(phantom or {})
-        if not (Path(phantom_dir) / PHANTOM_SPEC).is_file():
-            logger.info("creating the phantom dataset in %s (first use)", phantom_dir)
-        write_phantom_dataset(phantom_dir, **options)
+    if phantom_dir is not None and _same_path(datalist, Path(phantom_dir) / PHANTOM_SPEC):
+        _ensure_phantom(Path(phantom_dir), dict(phantom or {}))
     spec = load_spec(datalist)
     logger.info("data spec %s: %d training, %d validation, %d test, %d unpaired target item(s)", spec.path,
                 *(len(spec.items(s)) for s in ("training", "validation", "test", "unpaired_target")))
     return spec
+
+
+def _ensure_phantom(folder: Path, options: dict[str, Any]) -> None:
+    import torch.distributed as dist
+
+    from drdd_med.data.phantom import write_phantom_dataset
+
+    distributed = dist.is_available() and dist.is_initialized()
+    if not distributed or dist.get_rank() == 0:
+        if not (folder / PHANTOM_SPEC).is_file():
+            logger.info("creating the phantom dataset in %s (first use)", folder)
+        write_phantom_dataset(folder, **options)
+    if distributed:
+        dist.barrier()  # the other ranks read the dataset only once it is complete
 
 
 def norm_dict(norm: NormalizeSpec | Mapping[str, Any]) -> dict[str, Any]:

@@ -68,7 +68,8 @@ def case_metrics(ct: np.ndarray, sct: np.ndarray, mask: np.ndarray | None) -> di
     """All :data:`METRIC_NAMES` for one (X, Y, Z) CT / sCT pair in HU (``mask > 0`` = body; None = everything)."""
     from drdd_med.metrics.functional import synthrad2023_metrics, synthrad2025_metrics, tissue_mae
 
-    m23, m25, tissue = synthrad2023_metrics(ct, sct, mask), synthrad2025_metrics(ct, sct, mask), tissue_mae(ct, sct, mask)
+    m23, m25 = synthrad2023_metrics(ct, sct, mask), synthrad2025_metrics(ct, sct, mask)
+    tissue = tissue_mae(ct, sct, mask)
     return {"mae": m23["mae"], "psnr_2023": m23["psnr"], "ssim_2023": m23["ssim"], "psnr_2025": m25["psnr"],
             "ms_ssim_2025": m25["ms_ssim"], **{k: tissue[k] for k in ("mae_air", "mae_soft_tissue", "mae_bone",
                                                                      "mean_error")}}
@@ -177,7 +178,9 @@ def _case_id(case: Mapping[str, str], index: int) -> str:
     source = Path(case[keys.SOURCE])
     stem = input_stem(source)
     # phantom / SynthRAD layouts name files mr.nii.gz inside one folder per subject
-    return f"{source.parent.name}_{stem}" if stem.lower() in ("mr", "cbct", "source", "image") else stem or f"case{index}"
+    if stem.lower() in ("mr", "cbct", "source", "image"):
+        return f"{source.parent.name}_{stem}"
+    return stem or f"case{index}"
 
 
 def _predict(fn: Callable[..., Any], case: Mapping[str, str]) -> np.ndarray:
@@ -201,8 +204,8 @@ def _montage(path: Path, source: np.ndarray, sct: np.ndarray, ct: np.ndarray, af
     hu = {"vmin": -1000.0, "vmax": 1500.0, "cmap": "gray", "colorbar": True, "label": "HU"}
     error = {"vmin": 0.0, "vmax": _ERROR_HU_MAX, "cmap": "magma", "colorbar": True, "label": "|error| HU"}
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
-    save_montage(path, [("MR", source, None), ("sCT", sct, hu), ("CT", ct, hu), ("|sCT - CT|", np.abs(sct - ct), error)],
-                 spacing_mm=spacing, title=title)
+    panels = [("MR", source, None), ("sCT", sct, hu), ("CT", ct, hu), ("|sCT - CT|", np.abs(sct - ct), error)]
+    save_montage(path, panels, spacing_mm=spacing, title=title)
 
 
 def _json_value(value: Any) -> Any:
@@ -301,6 +304,16 @@ def evaluate_cases(
     return result
 
 
+def _cell(value: float | None, spread: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf"
+    if spread is None or not math.isfinite(spread):
+        return f"{value:.3g}"
+    return f"{value:.3f} ± {spread:.3f}" if abs(value) < 10 else f"{value:.1f} ± {spread:.1f}"
+
+
 def format_table(result: Mapping[str, Any], metrics: Sequence[str] = ("mae", "psnr_2025", "ssim_2023", "ms_ssim_2025",
                                                                         "mae_bone", "mean_error")) -> str:
     """Markdown table of mean ± std per method (model first, then baselines)."""
@@ -308,11 +321,6 @@ def format_table(result: Mapping[str, Any], metrics: Sequence[str] = ("mae", "ps
     methods += [(n, m, result.get("baselines_std", {}).get(n, {})) for n, m in result.get("baselines", {}).items()]
     lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for name, mean, std in methods:
-        cells = []
-        for metric in metrics:
-            value, spread = mean.get(metric), std.get(metric)
-            cells.append("n/a" if value is None or math.isnan(value) else "inf" if math.isinf(value) else
-                         f"{value:.3f} ± {spread:.3f}" if spread is not None and math.isfinite(spread) and abs(value) < 10
-                         else f"{value:.1f} ± {spread:.1f}" if spread is not None and math.isfinite(spread) else f"{value:.3g}")
+        cells = [_cell(mean.get(metric), std.get(metric)) for metric in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

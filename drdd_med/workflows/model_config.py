@@ -128,7 +128,8 @@ class ModelConfig:
         elif self.mode != "2.5d" and self.num_slices != 1:
             problems.append(f"num_slices={self.num_slices} needs mode '2.5d' (mode {self.mode!r} uses 1)")
         if min(self.residual_steps, self.noise_steps) < 0 or self.residual_steps + self.noise_steps < 1:
-            problems.append(f"steps {self.residual_steps},{self.noise_steps}: need non-negative counts, at least one step")
+            problems.append(f"steps {self.residual_steps},{self.noise_steps}: need non-negative counts and at least "
+                            "one step")
         if len(self.roi_size) != 3 or min(self.roi_size) < 1:
             problems.append(f"roi_size={self.roi_size} must be three positive sizes (X, Y, Z)")
         if self.target_normalize.get("type") != "range":
@@ -209,7 +210,8 @@ class ModelConfig:
     @property
     def hu_window(self) -> tuple[float, float]:
         """(a_min, a_max) of the target window in HU."""
-        return float(self.target_normalize.get("a_min", keys.HU_MIN)), float(self.target_normalize.get("a_max", keys.HU_MAX))
+        norm = self.target_normalize
+        return float(norm.get("a_min", keys.HU_MIN)), float(norm.get("a_max", keys.HU_MAX))
 
     # ------------------------------------------------------------------ builders
     def build_network(self) -> nn.Module:

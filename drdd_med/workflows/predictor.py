@@ -132,7 +132,8 @@ class SCTPredictor:
         self.postprocessing = config.postprocessing(self.preprocessing)
 
     @classmethod
-    def from_bundle(cls, bundle_dir: str | os.PathLike, device: str | torch.device = "auto", **kwargs: Any) -> SCTPredictor:
+    def from_bundle(cls, bundle_dir: str | os.PathLike, device: str | torch.device = "auto",
+                    **kwargs: Any) -> SCTPredictor:
         """Load ``models/model_config.json`` and ``models/model.pt`` of a trained bundle.
 
         Args:
@@ -210,7 +211,11 @@ class SCTPredictor:
             preprocessing = self.config.preprocessing(divisor=int(getattr(self.network, "divisor", 1)),
                                                       dicom_rules={"SeriesInstanceUID": f"^{re.escape(series_uid)}$"})
             postprocessing = self.config.postprocessing(preprocessing)
-        data = preprocessing({keys.IMAGE: str(path)})
+        try:
+            data = preprocessing({keys.IMAGE: str(path)})
+        except Exception as exc:
+            self._explain_unreadable(path, exc)
+            raise
         source = data[keys.IMAGE]
         if source.ndim != 4:
             raise ValueError(f"{path}: expected a single-channel 3D volume, got array shape {tuple(source.shape)}.")
@@ -234,6 +239,21 @@ class SCTPredictor:
         affine = np.asarray(hu.affine, dtype=np.float64)
         logger.info("translated %s: shape %s", path.name, tuple(hu.shape[1:]))
         return SCTResult(hu=hu, std_hu=std_hu, source_datasets=datasets, affine=affine, source=path, uid_seed=uid_seed)
+
+    @staticmethod
+    def _explain_unreadable(path: Path, exc: Exception) -> None:
+        """Replace MONAI's generic "no suitable reader" error for a NIfTI file by the reader's own problem."""
+        from drdd_med.io.nifti import is_nifti
+
+        if path.is_dir() or not is_nifti(path):
+            return
+        import nibabel as nib
+
+        try:
+            np.asanyarray(nib.load(path).dataobj)
+        except Exception as cause:
+            raise ValueError(f"{path}: unreadable NIfTI file ({type(cause).__name__}: {cause}); it is truncated or "
+                             "corrupt; re-export it.") from exc
 
     @staticmethod
     def _source_headers(folder: Path, series_uid: str) -> list[Any]:
@@ -260,7 +280,8 @@ class SCTPredictor:
         hu = np.rint(result.hu[0].numpy()).astype(np.int16)
         paths = [save_nifti(out_dir / f"{stem}{SCT_SUFFIX}", hu, result.affine, np.int16)]
         if result.std_hu is not None:
-            paths.append(save_nifti(out_dir / f"{stem}{STD_SUFFIX}", result.std_hu[0].numpy(), result.affine, np.float32))
+            std = result.std_hu[0].numpy()
+            paths.append(save_nifti(out_dir / f"{stem}{STD_SUFFIX}", std, result.affine, np.float32))
         return paths
 
     def save_dicom(self, result: SCTResult, out_dir: str | os.PathLike, **writer_options: Any) -> list[Path]:

@@ -20,8 +20,8 @@ Example (what ``train.json`` wires up)::
 
     ckpt = StageCheckpoint("models/noise_checkpoint.pt", {"noise_net": net.noise_net, "noise_optimizer": opt,
                                                            "noise_ema": ema}, interval=100)
-    trainer = SupervisedTrainer(..., train_handlers=[EMAHandler(ema, 1), ckpt])
-    run_stage("noise", trainer, ckpt)
+    trainer = SupervisedTrainer(..., train_handlers=[EMAHandler(ema, 1, network=net.noise_net)])
+    run_stage("noise", trainer, ckpt)  # attaches ckpt, resumes or skips, runs
     export_model(model_config, "models", ["models/noise_checkpoint.pt", "models/residual_checkpoint.pt"])
 """
 
@@ -66,6 +66,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files; checkpoints are shared like any other output
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -98,9 +99,11 @@ class StageCheckpoint:
         self.engine: Any = None
 
     def attach(self, engine: Any) -> None:
-        """Save every ``interval`` iterations and on completion."""
+        """Save every ``interval`` iterations and on completion (attaching twice to one engine is a no-op)."""
         from ignite.engine import Events
 
+        if self.engine is engine:
+            return
         self.engine = engine
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.save)
         engine.add_event_handler(Events.COMPLETED, self.save)
@@ -174,12 +177,14 @@ def run_stage(stage: str, trainer: Any, checkpoint: StageCheckpoint) -> int:
 
     Args:
         stage: stage name for log messages.
-        trainer: a MONAI trainer (``state.max_epochs`` and ``state.epoch_length`` set) with ``checkpoint`` attached.
-        checkpoint: the stage's :class:`StageCheckpoint`.
+        trainer: a MONAI trainer (``state.max_epochs`` and ``state.epoch_length`` set).
+        checkpoint: the stage's :class:`StageCheckpoint`; attached to ``trainer`` here unless it already is, after
+            the trainer's own handlers (EMA, LR schedule), so that it saves their updated state.
 
     Returns:
         The trainer's iteration when the stage ends.
     """
+    checkpoint.attach(trainer)
     total = int(trainer.state.max_epochs) * int(trainer.state.epoch_length)
     done = checkpoint.load(trainer)
     if done >= total:

@@ -41,7 +41,7 @@ def test_json_complete_and_well_formed(quick_run):
     assert state["meta"]["elapsed_seconds"] > 0
     units = state["units"]
     assert set(units) == {"harmonization", "methods:s0", "no_denoiser", "steps", "data_eff:f0.5", "noise:0.5",
-                          "noise:1.3"}
+                          "noise:1.3", "timing"}
     assert all(u["status"] == "done" for u in units.values())
     rows = units["methods:s0"]["rows"]
     assert {r["method"] for r in rows} == METHODS
@@ -65,6 +65,8 @@ def test_json_complete_and_well_formed(quick_run):
     assert "noise_unc:s0:f1:n1" in trained and "noise_unc:s0:f0.5:n1" not in trained  # shared across fractions
     assert trained["noise_unc:s0:f1:n1"]["training_slices"] > trained["residual:s0:f1:n1"]["training_slices"]
     assert "experiment" in proc.stderr and "ETA" in proc.stderr
+    timing = units["timing"]["methods"]
+    assert set(timing) == METHODS and all(t["seconds_per_slice"] > 0 for t in timing.values())
 
 
 def test_harmonization_mmd_falls_with_noise(quick_run):
