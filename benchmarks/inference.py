@@ -16,8 +16,9 @@ Volume sizes (2D small / 3D tiny, window):
 - ``--quick``: 128x128x8 / 64x64x32, window 32^3 (about 1-2 min on 2 busy CPU cores);
 - default: 256x256x8 / 96x96x48, window 64x64x48 (about 5 min on 2 busy CPU cores);
 - ``--full``: 256x256x32 / 160^3, window 64^3 (the 3D part alone is tens of minutes on CPU; use a GPU);
-- ``--large`` adds a 512x512x300 volume with a 2D ``tiny`` model and 1 + 1 steps: the memory bound check (peak RSS
-  does not depend on the step count).
+- ``--large`` adds a 512x512x300 volume with a 2D ``tiny`` model and a single network evaluation (1 residual step,
+  0 noise steps): the memory bound check. Peak RSS does not depend on the step count (the sampler keeps a fixed set
+  of whole-volume tensors and runs the network on ``slice_batch`` slices at a time); the time does.
 
 For every row: total seconds, seconds inside network forward calls, their ratio (pipeline overhead; goal <= 1.15),
 seconds per slice, and peak resident memory. Networks are untrained (timing does not depend on the weights).
@@ -219,7 +220,7 @@ def scenarios(size: str, large: bool, device: str, threads: int) -> list[dict[st
     ]
     if large:  # memory check: the step count does not change the peak (a fixed set of whole-volume tensors)
         out.append({**common, "name": "drdd-2d-large", "sampler": "drdd", "mode": "2d", "preset": "tiny",
-                    "shape": [512, 512, 300], "slice_batch": 16, "steps": [1, 1]})
+                    "shape": [512, 512, 300], "slice_batch": 16, "steps": [1, 0]})
     return out
 
 
@@ -241,7 +242,7 @@ def run_scenario(spec: dict[str, Any], work: Path, timeout_s: float) -> list[dic
     rows = []
     for run in runs:
         name = spec["name"] if run["sampler"] == "drdd" else f"{run['sampler']}{run['evaluations']}-{spec['mode']}"
-        row = {"name": name, **base, **{k: v for k, v in run.items() if k not in base}}
+        row = {"name": name, "scenario": spec["name"], **base, **{k: v for k, v in run.items() if k not in base}}
         row["overhead_ratio"] = row["total_s"] / max(row["network_s"], 1e-9)
         row["s_per_slice"] = row["total_s"] / spec["shape"][2]
         rows.append(row)
@@ -274,36 +275,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default: {RESULTS})")
     parser.add_argument("--timeout", type=float, default=1800, help="per-scenario timeout, seconds")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the other scenarios' rows of an existing --out file (replace rows run again)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
         return 0
     size = "quick" if args.quick else "full" if args.full else "default"
+    report = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device, "threads": args.threads,
+              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "size": size,
+              "load_average_1min_at_start": os.getloadavg()[0],
+              "notes": "Untrained networks (timing only). DRDD: full SCTPredictor pipeline (load, normalise, sample, "
+                       "invert, write int16 NIfTI). DDIM/DDPM: load + network + scheduler loop, timed on the first "
+                       "steps and extrapolated linearly to the full step count. 2D: small preset; 3D: tiny preset.",
+              "results": [], "failed": []}
+    if args.append and args.out.is_file():
+        previous = json.loads(args.out.read_text())
+        names = {spec["name"] for spec in scenarios(size, args.large, args.device, args.threads)
+                 if not args.only or spec["name"] in args.only}
+        report["results"] = [r for r in previous.get("results", []) if r.get("scenario", r["name"]) not in names]
     with tempfile.TemporaryDirectory(prefix="drdd_bench_") as work:
-        rows = []
         for spec in scenarios(size, args.large, args.device, args.threads):
             if args.only and spec["name"] not in args.only:
                 continue
             print(f"running {spec['name']} ...", file=sys.stderr, flush=True)
             start = time.perf_counter()
-            rows += run_scenario(spec, Path(work), args.timeout)
+            try:
+                report["results"] += run_scenario(spec, Path(work), args.timeout)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:  # keep the other scenarios' numbers
+                report["failed"].append({"name": spec["name"], "problem": str(exc)[-500:]})
+                print(f"  {spec['name']} failed: {exc}", file=sys.stderr, flush=True)
             print(f"  {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    table = markdown(rows)
-    print(table)
-    report = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device, "threads": args.threads,
-              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "size": size,
-              "load_average_1min": os.getloadavg()[0],
-              "notes": "Untrained networks (timing only). DRDD: full SCTPredictor pipeline (load, normalise, sample "
-                       "2+2 steps, invert, write int16 NIfTI). DDIM/DDPM: network + scheduler loop only, timed on the "
-                       "first steps and extrapolated linearly to the full step count.",
-              "results": rows, "table": table}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, args.out)
+            report["table"] = markdown(report["results"])
+            _write_report(report, args.out)  # after every scenario, so an interrupted run keeps its numbers
+    print(report["table"])
     print(f"\nwrote {args.out}", file=sys.stderr)
-    return 0
+    return 1 if report["failed"] else 0
+
+
+def _write_report(report: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, out)
 
 
 if __name__ == "__main__":

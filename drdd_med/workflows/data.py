@@ -73,7 +73,7 @@ def _ensure_phantom(folder: Path, options: dict[str, Any]) -> None:
 
 
 def norm_dict(norm: NormalizeSpec | Mapping[str, Any]) -> dict[str, Any]:
-    """A spec's intensity mapping as the plain dict that :class:`~drdd_med.workflows.model_config.ModelConfig` stores."""
+    """A spec's intensity mapping as the plain dict that ``ModelConfig.source_normalize`` / ``target_normalize`` hold."""
     if isinstance(norm, Mapping):
         return dict(norm)
     if norm.type == "percentile":

@@ -92,3 +92,21 @@ def test_evaluate_writes_per_case_and_mean_metrics(trained, tmp_path):
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("method,case,mae") and any(r.startswith("model,mean,") for r in rows)
     assert any(r.startswith("water,phantom_003,") for r in rows) and any(r.startswith("linear,") for r in rows)
+
+
+def test_bad_datalist_fails_before_training_listing_every_problem(tmp_path):
+    import subprocess
+
+    from bundle_cli import REPO, bundle_command, env
+
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps({"training": [{"source": "missing_mr.nii.gz", "target": "missing_ct.nii.gz"}],
+                                "validation": [{"source": "x.nii.gz", "label": "y.nii.gz"}]}))
+    result = subprocess.run(bundle_command("run", "training", "--config_file", TRAIN, "--bundle_root", str(tmp_path),
+                                           "--datalist", str(spec), *TINY), cwd=REPO, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert result.returncode != 0
+    for problem in ("training[0].source", "training[0].target", "validation[0]: missing required key 'target'",
+                    "validation[0]: unexpected key 'label'"):
+        assert problem in result.stdout, problem
+    assert "training noise stage" not in result.stdout and not (tmp_path / "models").exists()

@@ -32,7 +32,8 @@ def test_bundle_root_is_the_config_folder_not_the_cwd(tmp_path, monkeypatch):
 
 def test_bundle_root_override_wins(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps({
-        "imports": ["$import drdd_med", "$import drdd_med.workflows.paths"], "bundle_root": "$drdd_med.workflows.paths.bundle_root()",
+        "imports": ["$import drdd_med", "$import drdd_med.workflows.paths"],
+        "bundle_root": "$drdd_med.workflows.paths.bundle_root()",
         "run": ["$@bundle_root"]}))
     wf = ConfigWorkflow(config_file=str(tmp_path / "train.json"), workflow_type=None, meta_file=None,
                         logging_file=False, bundle_root="/data/elsewhere")

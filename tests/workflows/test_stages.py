@@ -8,6 +8,7 @@ import pytest
 import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
+from monai.handlers import LrScheduleHandler
 from monai.optimizers import WarmupCosineSchedule
 
 from drdd_med.diffusion.scheduler import DRDDScheduler
@@ -36,8 +37,6 @@ def make_stage(tmp_path, config, epochs=2, epoch_length=3, interval=2, seed=0):
     ckpt = StageCheckpoint(tmp_path / "noise_checkpoint.pt", {"noise_net": net.noise_net, "noise_optimizer": opt,
                                                               "noise_lr_scheduler": lr, "noise_ema": ema},
                            interval=interval)
-    from monai.handlers import LrScheduleHandler
-
     trainer = SupervisedTrainer(
         device="cpu", max_epochs=epochs, epoch_length=epoch_length, train_data_loader=[batch], network=net,
         optimizer=opt, loss_function=torch.nn.MSELoss(),

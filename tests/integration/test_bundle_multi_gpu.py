@@ -1,0 +1,34 @@
+"""The multi-GPU overlay on CPU: torchrun with 2 processes and the gloo backend trains, checkpoints once, finishes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from bundle_cli import REPO, TINY, env
+
+pytestmark = pytest.mark.slow
+
+
+def test_torchrun_two_gloo_processes(tmp_path):
+    configs = "['bundles/drdd/train.json','bundles/drdd/multi_gpu_train.json']"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "monai.bundle", "run", "training", "--config_file", configs, "--bundle_root", str(tmp_path),
+               *TINY]
+    result = subprocess.run(command, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, timeout=900)
+    log = result.stdout
+    assert result.returncode == 0, log[-6000:]  # torchrun fails when any rank fails
+    assert log.count("creating the phantom dataset") == 1  # rank 0 writes the data, rank 1 waits
+    assert log.count("noise: iteration 4/4") == 1 and log.count("residual: iteration 4/4") == 1  # rank-0 logging
+    assert log.count("exported ") == 1
+    models = tmp_path / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["model.pt", "model_config.json", "noise_checkpoint.pt",
+                                                        "residual_checkpoint.pt"]
+    for stage in ("noise", "residual"):
+        assert torch.load(models / f"{stage}_checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 4
+    state = torch.load(models / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
+    assert (tmp_path / "eval" / "validation" / "metrics.json").is_file()
