@@ -197,23 +197,30 @@ class Runner:
         return sampler, info, keys
 
     def timing(self, seed: int, repeats: int = 3) -> dict[str, Any]:
-        """Sampling wall time per slice of each method on the first evaluation volume: best of ``repeats`` runs
-        after one warm-up, so that load from other processes inflates it as little as possible."""
+        """Sampling cost per slice of each method on the first evaluation volume, after one warm-up: CPU time of
+        this process and the best wall time of ``repeats``. Timed on one thread: with several threads on loaded
+        cores, OpenMP barrier waits dominate and scatter the timings by 10x."""
         source = self.data.eval_volumes[0].source
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         out = {}
         for method in METHODS:
             sampler, info, _ = self.method(method, seed)
             gen = torch.Generator().manual_seed(0)
             sampler(source, gen)
-            best = float("inf")
+            best, cpu = float("inf"), []
             for _ in range(repeats):
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 sampler(source, gen)
                 best = min(best, time.perf_counter() - start)
-            out[method] = {"seconds_per_slice": best / source.shape[0], "network_calls": info["network_calls"],
-                           "slices": int(source.shape[0]), "repeats": repeats}
-            logger.info("  timing %-10s %.2f ms per slice", method, 1e3 * out[method]["seconds_per_slice"])
-        return {"methods": out, "threads": torch.get_num_threads()}
+                cpu.append(time.process_time() - cpu_start)
+            out[method] = {"seconds_per_slice": best / source.shape[0],
+                           "cpu_seconds_per_slice": float(np.median(cpu)) / source.shape[0],
+                           "network_calls": info["network_calls"], "slices": int(source.shape[0]), "repeats": repeats}
+            logger.info("  timing %-10s %.2f ms CPU, %.2f ms wall per slice", method,
+                        1e3 * out[method]["cpu_seconds_per_slice"], 1e3 * out[method]["seconds_per_slice"])
+        torch.set_num_threads(threads)
+        return {"methods": out, "threads": 1}
 
     # ------------------------------------------------------------------ evaluation rows
     def row(self, method: str, seed: int, fraction: float = 1.0, level: float = 1.0, residual_steps: int = 2,
@@ -329,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     state.setdefault("units", {})
     state.setdefault("trainings", {})
     meta = state.setdefault("meta", {"elapsed_seconds": 0.0})
+    if "command" in meta:  # results of a run that stored a single command
+        meta.setdefault("commands", []).insert(0, meta.pop("command").strip())
     meta.setdefault("commands", []).append(
         "python benchmarks/claims.py " + " ".join(sys.argv[1:] if argv is None else argv))
     meta.update(torch=torch.__version__, drdd_med=getattr(drdd_med, "__version__", "?"), threads=args.threads,
