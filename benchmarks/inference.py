@@ -16,9 +16,11 @@ Volume sizes (2D small / 3D tiny, window):
 - ``--quick``: 128x128x8 / 64x64x32, window 32^3 (about 1-2 min on 2 busy CPU cores);
 - default: 256x256x8 / 96x96x48, window 64x64x48 (about 5 min on 2 busy CPU cores);
 - ``--full``: 256x256x32 / 160^3, window 64^3 (the 3D part alone is tens of minutes on CPU; use a GPU);
-- ``--large`` adds a 512x512x300 volume with a 2D ``tiny`` model and a single network evaluation (1 residual step,
-  0 noise steps): the memory bound check. Peak RSS does not depend on the step count (the sampler keeps a fixed set
-  of whole-volume tensors and runs the network on ``slice_batch`` slices at a time); the time does.
+- ``--large`` adds a 512x512x300 volume with a single network evaluation (1 residual step, 0 noise steps), once
+  with an oracle network (``drdd-2d-large-oracle``: the pipeline's own memory and time, no network cost) and once
+  with the 2D ``tiny`` model (``drdd-2d-large``: slow on CPU, see the README): the memory bound check. Peak RSS
+  does not depend on the step count (the sampler keeps a fixed set of whole-volume tensors and runs the network on
+  ``slice_batch`` slices at a time); the time does.
 
 For every row: total seconds, seconds inside network forward calls, their ratio (pipeline overhead; goal <= 1.15),
 seconds per slice, and peak resident memory. Networks are untrained (timing does not depend on the weights).
@@ -110,7 +112,13 @@ def run_drdd(spec: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     config = ModelConfig(mode=spec["mode"], preset=spec["preset"], roi_size=spec.get("roi_size", [64, 64, 64]),
                          residual_steps=spec.get("steps", [2, 2])[0], noise_steps=spec.get("steps", [2, 2])[1])
-    network = config.build_network()
+    if spec["preset"] == "oracle":  # no network cost: isolates the pipeline's own memory and time
+        from drdd_med.networks.oracle import oracle_drdd_net
+
+        network = oracle_drdd_net(1, target_fn=lambda anchor: anchor)
+        config.preset = "tiny"
+    else:
+        network = config.build_network()
     options = {"slice_batch": spec["slice_batch"]} if spec["mode"] != "3d" else {"sw_batch_size": spec["sw_batch"]}
     predictor = SCTPredictor(network, config, device=spec["device"], **options)
     timer = NetworkTimer(predictor.network, predictor.device)
@@ -219,15 +227,21 @@ def scenarios(size: str, large: bool, device: str, threads: int) -> list[dict[st
         {**three_d, "name": "peer-3d", "sampler": "peer", "timed_steps": 1},
     ]
     if large:  # memory check: the step count does not change the peak (a fixed set of whole-volume tensors)
-        out.append({**common, "name": "drdd-2d-large", "sampler": "drdd", "mode": "2d", "preset": "tiny",
-                    "shape": [512, 512, 300], "slice_batch": 16, "steps": [1, 0]})
+        large = {**common, "sampler": "drdd", "mode": "2d", "shape": [512, 512, 300], "slice_batch": 16,
+                 "steps": [1, 0]}
+        out.append({**large, "name": "drdd-2d-large-oracle", "preset": "oracle"})
+        out.append({**large, "name": "drdd-2d-large", "preset": "tiny"})
     return out
 
 
 def run_scenario(spec: dict[str, Any], work: Path, timeout_s: float) -> list[dict[str, Any]]:
     """Run one scenario in a fresh interpreter (its own peak RSS); returns its table rows."""
-    spec = {**spec, "input": str(_write_input(spec["shape"], work)), "work": str(work)}
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # The input is generated in its own process: Linux carries a parent's peak RSS into a forked child's ru_maxrss,
+    # so a driver that had built a large volume would inflate every later scenario's peak.
+    maker = subprocess.run([sys.executable, __file__, "--make-input", json.dumps([spec["shape"], str(work)])],
+                           capture_output=True, text=True, env=env, timeout=timeout_s, check=True)
+    spec = {**spec, "input": maker.stdout.strip().splitlines()[-1], "work": str(work)}
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
                           env=env, timeout=timeout_s)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -278,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", action="store_true",
                         help="keep the other scenarios' rows of an existing --out file (replace rows run again)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--make-input", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.make_input:
+        shape, folder = json.loads(args.make_input)
+        print(_write_input(shape, Path(folder)))
+        return 0
     if args.worker:
         worker(json.loads(args.worker))
         return 0

@@ -4,6 +4,8 @@ Presets (per network: ``channels``, ``attention_levels``, ``num_res_blocks``, ``
 ``num_head_channels``):
 
 - ``tiny``: 2 levels (16, 32), one res block, no attention; unit tests, trains in seconds on CPU at 32².
+- ``compact``: the ``small`` layout at half the width (16, 32, 64); the bundle's default, sized so that both stages
+  train in minutes on 2 CPU cores.
 - ``small``: 3 levels (32, 64, 128), attention at the lowest level; CPU demos.
 - ``paper``: residual C=64 x (1, 2, 4, 8); denoiser C=128 x (1, 1, 2, 2, 4, 4) (paper Appendix B); attention only at
   the low-resolution levels (in 3D attention cost is quadratic in the voxel count of a level).
@@ -40,6 +42,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                       num_head_channels=8),
         "coupled": dict(channels=(16, 48), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
                         num_head_channels=8),
+    },
+    "compact": {
+        "residual": dict(channels=(16, 32, 64), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=8,
+                         num_head_channels=16),
+        "noise": dict(channels=(16, 32, 64), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=8,
+                      num_head_channels=16),
+        "coupled": dict(channels=(24, 48, 96), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=8,
+                        num_head_channels=16),
     },
     "small": {
         "residual": dict(channels=(32, 64, 128), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=16,
