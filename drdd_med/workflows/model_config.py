@@ -181,8 +181,8 @@ class ModelConfig:
         file = model_paths(path)[0] if path.is_dir() else path
         if not file.is_file():
             raise FileNotFoundError(
-                f"{file}: no model config. Train the bundle first (python -m monai.bundle run --config_file "
-                f"{path}/configs/train.json ...) or pass a bundle folder that holds models/{MODEL_CONFIG_NAME} "
+                f"{file}: no model config. Train the bundle first (python -m monai.bundle run training "
+                f"--config_file {path}/train.json) or pass a bundle folder that holds models/{MODEL_CONFIG_NAME} "
                 f"and models/{MODEL_WEIGHTS_NAME}."
             )
         try:
