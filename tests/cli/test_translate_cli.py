@@ -8,7 +8,6 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -16,7 +15,6 @@ from drdd_med.cli.main import main
 from drdd_med.io.dicom_series import load_series
 from drdd_med.slicer_support.command import build_translate_command, expected_output_path
 from drdd_med.slicer_support.progress import parse_progress
-from drdd_med.workflows.model_config import ModelConfig, save_model
 
 AFFINE = np.array([[-1.2, 0, 0, 20.0], [0, 0.9, 0, -11.0], [0, 0, 3.0, 5.0], [0, 0, 0, 1]])
 
@@ -44,12 +42,8 @@ def write_mr_series(folder: Path, shape=(14, 12, 4), seed=0, series_number=5, mo
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    torch.manual_seed(1)
-    root = tmp_path_factory.mktemp("bundle")
-    config = ModelConfig(preset="tiny", model_version="drdd-cli-test")
-    save_model(config.build_network(), config, root)
-    return root
+def bundle(make_tiny_bundle) -> Path:
+    return make_tiny_bundle(seed=1, model_version="drdd-cli-test")
 
 
 @pytest.fixture()

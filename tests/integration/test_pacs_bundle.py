@@ -11,25 +11,18 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-import torch
 from pacs_servers import c_store, job_config, phantom_archive
 
 from drdd_med.pacs.config import parse_config
 from drdd_med.pacs.job import EXIT_OK, PacsBatchJob
 from drdd_med.pacs.translator import build_translator
-from drdd_med.workflows.model_config import ModelConfig, save_model
 
 pytestmark = [pytest.mark.pacs, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory) -> Path:
-    """A bundle folder holding a seeded tiny 2D DRDDNet and its model_config.json (no training needed)."""
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("bundle")
-    config = ModelConfig(preset="tiny", model_version="drdd-pacs-test")
-    save_model(config.build_network(), config, root)
-    return root
+def tiny_bundle(make_tiny_bundle) -> Path:
+    return make_tiny_bundle(seed=0, model_version="drdd-pacs-test")
 
 
 def _hu(ds) -> np.ndarray:

@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from drdd_med.io.dicom_series import load_series
 from drdd_med.networks.oracle import oracle_drdd_net
 from drdd_med.transforms.array import percentile_window, unit_to_window, window_to_unit
-from drdd_med.workflows.model_config import ModelConfig, save_model
+from drdd_med.workflows.model_config import ModelConfig
 from drdd_med.workflows.predictor import SCTPredictor
 
 #: A left-right and anterior-posterior flipped, slightly rotated grid with anisotropic voxels (not RAS-aligned).
@@ -54,13 +54,9 @@ def write_mr_series(folder: Path, volume: np.ndarray, series_uid: str | None = N
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
+def bundle(make_tiny_bundle) -> Path:
     """A 'trained' bundle: a seeded, untrained tiny 2D DRDDNet with its model_config.json."""
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("bundle")
-    config = ModelConfig(preset="tiny", model_version="drdd-test-1")
-    save_model(config.build_network(), config, root)
-    return root
+    return make_tiny_bundle(seed=0, model_version="drdd-test-1")
 
 
 def _identity_oracle_hu(mr: np.ndarray) -> np.ndarray:
