@@ -87,6 +87,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--bundle", type=Path, default=None, help="trained bundle folder (default: bundles/drdd)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--dicom", action="store_true", help="also write each sCT as a DICOM CT series")
+    p.add_argument("--body-part", default=None, metavar="PART",
+                   help="DICOM BodyPartExamined for NIfTI inputs written with --dicom, e.g. HEAD or PELVIS "
+                        "(DICOM inputs keep the MR's value)")
     p.add_argument("--steps", type=parse_steps, default=None, metavar="R,N",
                    help="residual and noise sampling steps (default: the model's, usually 2,2)")
     p.add_argument("--samples", type=_positive, default=1, metavar="N",
@@ -191,6 +194,13 @@ class _ProgressLines:
         return lambda done, _total: self.emit(self.base + done, f"case {index + 1}/{num_cases}")
 
 
+def _writer_options(args: argparse.Namespace, result: Any) -> dict[str, Any]:
+    """DICOM writer options from the command line: BodyPartExamined for NIfTI inputs (no MR header to copy)."""
+    if args.body_part and result.source_datasets is None:
+        return {"body_part_examined": str(args.body_part).upper()}
+    return {}
+
+
 def _load_predictor(args: argparse.Namespace) -> Any:
     from drdd_med.workflows.paths import default_bundle_dir
     from drdd_med.workflows.predictor import SCTPredictor
@@ -231,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
             result = predictor.predict(case.path, series_uid=case.series_uid)
             paths = predictor.save_nifti(result, args.out, case.stem)
             if args.dicom:
-                paths.append(predictor.save_dicom(result, args.out / f"{case.stem}_sct_dicom")[0].parent)
+                paths.append(predictor.save_dicom(result, args.out / f"{case.stem}_sct_dicom", **_writer_options(args, result))[0].parent)
         except Exception as exc:  # report, skip, continue with the next case
             logger.debug("case %s failed", case.path, exc_info=True)
             where = str(case.path) + (f" (series {case.series_uid})" if case.series_uid else "")

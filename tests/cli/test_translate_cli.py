@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -98,6 +100,20 @@ def test_translate_nifti_and_dicom_with_a_corrupt_case_among_them(tmp_path, caps
     assert code == 0
     assert {name: _uids(out / name) for name in first} == first
     assert np.array_equal(np.asarray(nib.load(out / "t1_head_sct.nii.gz").dataobj), np.asarray(nifti.dataobj))
+
+
+def test_body_part_is_written_for_nifti_inputs_and_the_series_validates(tmp_path, capsys, bundle, inputs):
+    out = tmp_path / "out"
+    code, _, stderr = _translate(capsys, inputs["nifti"], "--bundle", bundle, "--out", out, "--dicom",
+                                 "--body-part", "head", "--device", "cpu")
+    assert code == 0, stderr
+    files = sorted((out / "case1_sct_dicom").glob("*.dcm"))
+    assert files and {pydicom.dcmread(f, stop_before_pixels=True).BodyPartExamined for f in files} == {"HEAD"}
+    dciodvfy = shutil.which("dciodvfy")
+    if dciodvfy is None:
+        pytest.skip("dciodvfy (Debian dicom3tools) is not installed")
+    report = subprocess.run([dciodvfy, str(files[0])], capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0 and "Error" not in report.stdout + report.stderr, report.stderr
 
 
 def test_samples_write_std_map_and_slicer_command_is_understood(tmp_path, capsys, bundle, inputs):
