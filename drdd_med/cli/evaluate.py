@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate; print the table; return 0 (2 for a missing model or bad spec)."""
     from drdd_med.cli.translate import quiet_optional_decoders
     from drdd_med.data.spec import load_spec
-    from drdd_med.workflows.evaluate import constant_water_baseline, evaluate_cases, fit_linear_baseline, format_table
+    from drdd_med.workflows.evaluate import evaluate_cases, format_table, trivial_baselines
     from drdd_med.workflows.paths import default_bundle_dir
     from drdd_med.workflows.predictor import SCTPredictor
 
@@ -78,14 +78,7 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"drdd-med evaluate: error: {exc}", file=sys.stderr)
         return 2
-    baselines = {}
-    if args.baselines:
-        baselines["water"] = constant_water_baseline()
-        training = [c for c in spec.items("training") if "target" in c]
-        if training:
-            norm = predictor.config.source_normalize
-            baselines["linear"] = fit_linear_baseline(training, lower=norm.get("lower", 0.5),
-                                                      upper=norm.get("upper", 99.5))
+    baselines = trivial_baselines(spec.items("training"), predictor.config.source_normalize) if args.baselines else {}
     start = time.perf_counter()
     result = evaluate_cases(cases, lambda source: predictor.predict(source).hu, args.out, baselines=baselines,
                             montage=args.montage)

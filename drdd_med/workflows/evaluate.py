@@ -29,7 +29,7 @@ from drdd_med import keys
 
 __all__ = [
     "METRIC_NAMES", "CaseBaseline", "LinearBaseline", "case_metrics", "constant_water_baseline", "evaluate_cases",
-    "fit_linear_baseline", "format_table", "load_volume",
+    "fit_linear_baseline", "format_table", "load_volume", "trivial_baselines",
 ]
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,17 @@ def fit_linear_baseline(train_cases: Sequence[Mapping[str, str]], lower: float =
     logger.info("linear baseline: HU = %.1f * MR + %.1f (%d voxels)", slope, intercept, x.size)
     return LinearBaseline(slope, intercept, lower, upper)
 
+
+
+def trivial_baselines(training_cases: Sequence[Mapping[str, str]], source_normalize: Mapping[str, Any]) -> dict:
+    """The two reference methods every report shows: constant water, and (when training pairs exist) a linear MR->HU
+    fit with the model's own percentile normalisation (``source_normalize`` of its model config)."""
+    baselines: dict[str, Any] = {"water": constant_water_baseline()}
+    paired = [case for case in training_cases if "target" in case]
+    if paired:
+        baselines["linear"] = fit_linear_baseline(paired, lower=source_normalize.get("lower", 0.5),
+                                                  upper=source_normalize.get("upper", 99.5))
+    return baselines
 
 # ----------------------------------------------------------------------------------------------- evaluation
 def _case_id(case: Mapping[str, str], index: int) -> str:

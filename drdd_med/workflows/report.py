@@ -46,12 +46,7 @@ def evaluate_bundle(model_dir: str | os.PathLike, spec: DatasetSpec, out_dir: st
     if not is_rank0():
         return None
     from drdd_med.workflows.data import evaluation_cases
-    from drdd_med.workflows.evaluate import (
-        constant_water_baseline,
-        evaluate_cases,
-        fit_linear_baseline,
-        format_table,
-    )
+    from drdd_med.workflows.evaluate import evaluate_cases, format_table, trivial_baselines
     from drdd_med.workflows.model_config import MODEL_CONFIG_NAME, MODEL_WEIGHTS_NAME, ModelConfig, load_weights
     from drdd_med.workflows.predictor import SCTPredictor
 
@@ -60,14 +55,7 @@ def evaluate_bundle(model_dir: str | os.PathLike, spec: DatasetSpec, out_dir: st
     network = load_weights(config.build_network(), Path(model_dir) / MODEL_WEIGHTS_NAME)
     predictor = SCTPredictor(network, config, device=str(device), residual_steps=residual_steps,
                              noise_steps=noise_steps, num_samples=num_samples, seed=seed)
-    methods: dict[str, Any] = {}
-    if baselines:
-        methods["water"] = constant_water_baseline()
-        training = [item for item in spec.items("training") if "target" in item]
-        if training:
-            norm = predictor.config.source_normalize
-            methods["linear"] = fit_linear_baseline(training, lower=norm.get("lower", 0.5),
-                                                    upper=norm.get("upper", 99.5))
+    methods = trivial_baselines(spec.items("training"), predictor.config.source_normalize) if baselines else {}
     result = evaluate_cases(cases, lambda source: predictor.predict(source).hu, out_dir, baselines=methods,
                             montage=montage)
     logger.info("%d case(s), metrics in HU inside the body mask (%s):\n%s", len(cases), Path(out_dir) / "metrics.json",
