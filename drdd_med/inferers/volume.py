@@ -161,9 +161,15 @@ class VolumeDRDDInferer(DRDDInferer):
             t = t_input[:1].expand(x_in.shape[0])
             return network(x_in, s_in, t, stage=stage)[crop]
 
+        stacked: dict[int, torch.Tensor] = {}  # the source is fixed during sampling: build its slice stack once
+
         def over_slices(x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor) -> torch.Tensor:
             x_slices = x[0].permute(3, 0, 1, 2)  # (Z, Ct, X, Y)
-            s_slices = slice_stack(source, self.num_slices)
+            key = source.data_ptr()
+            if key not in stacked:
+                stacked.clear()
+                stacked[key] = slice_stack(source, self.num_slices)
+            s_slices = stacked[key]
             out = torch.empty_like(x_slices)
             for start in range(0, x_slices.shape[0], self.slice_batch):
                 sl = slice(start, start + self.slice_batch)
