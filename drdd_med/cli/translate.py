@@ -96,6 +96,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="average N samples and write a standard-deviation map (default: 1)")
     p.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same sCT (default: 0)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="network arithmetic: auto = bf16 where the CPU/GPU computes it natively, else fp32 "
+                        "(default: auto)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU compute threads (default: 0 = one per CPU this process may use)")
     p.add_argument("--progress-lines", action=argparse.BooleanOptionalAction, default=True,
                    help="print 'PROGRESS done/total' lines on stdout for calling programs (default: on)")
     p.set_defaults(func=run)
@@ -202,13 +207,17 @@ def _writer_options(args: argparse.Namespace, result: Any) -> dict[str, Any]:
 
 
 def _load_predictor(args: argparse.Namespace) -> Any:
+    from drdd_med.runtime import describe
     from drdd_med.workflows.paths import default_bundle_dir
     from drdd_med.workflows.predictor import SCTPredictor
 
     bundle = args.bundle or default_bundle_dir()
     residual, noise = args.steps or (None, None)
-    return SCTPredictor.from_bundle(bundle, device=args.device, residual_steps=residual, noise_steps=noise,
-                                    num_samples=args.samples, seed=args.seed)
+    predictor = SCTPredictor.from_bundle(bundle, device=args.device, residual_steps=residual, noise_steps=noise,
+                                         num_samples=args.samples, seed=args.seed, precision=args.precision,
+                                         threads=args.threads)
+    print(f"drdd-med translate: {describe(predictor.device, predictor.precision)}", file=sys.stderr)
+    return predictor
 
 
 def quiet_optional_decoders() -> None:

@@ -40,6 +40,7 @@ class JointTrainer(SupervisedTrainer):
         source_key, target_key: batch keys.
         noise_loss_weight: weight of the noise loss in the total.
         grad_clip_norm: global gradient-norm clip over both nets (the code uses 1.0); None disables it.
+        precision: ``"fp32"`` or ``"bf16"`` autocast of both network calls (see :mod:`drdd_med.runtime`).
         kwargs: other ``SupervisedTrainer`` arguments (handlers, amp, ...); ``prepare_batch`` and ``inferer`` are
             set by this class.
     """
@@ -59,6 +60,7 @@ class JointTrainer(SupervisedTrainer):
         noise_loss_weight: float = 1.0,
         grad_clip_norm: float | None = None,
         generator: torch.Generator | None = None,
+        precision: str = "fp32",
         **kwargs: Any,
     ) -> None:
         for key in ("prepare_batch", "inferer"):
@@ -68,11 +70,11 @@ class JointTrainer(SupervisedTrainer):
             device=device, max_epochs=max_epochs, train_data_loader=train_data_loader, network=network,
             optimizer=optimizer, loss_function=loss_function,
             prepare_batch=ResidualPrepareBatch(scheduler, source_key, target_key, generator=generator),
-            inferer=ResidualStageInferer(scheduler), **kwargs,
+            inferer=ResidualStageInferer(scheduler, precision), **kwargs,
         )
         conditioned = bool(getattr(network, "noise_conditioned", False))
         self.noise_prepare_batch = NoisePrepareBatch(scheduler, target_key, source_key, conditioned, generator)
-        self.noise_inferer = NoiseStageInferer(scheduler)
+        self.noise_inferer = NoiseStageInferer(scheduler, precision)
         self.noise_optimizer = noise_optimizer
         self.noise_loss_weight = float(noise_loss_weight)
         self.grad_clip_norm = grad_clip_norm

@@ -2,6 +2,10 @@
 
 They follow the MONAI call ``inferer(inputs, network, *args, **kwargs)`` used by ``SupervisedTrainer``, with the
 kwargs produced by :mod:`drdd_med.engines.prepare_batch`; ``inputs`` is the clean target x0.
+
+``precision="bf16"`` runs the network call under bfloat16 autocast on the inputs' device (CPU or CUDA) and returns a
+float32 prediction, so the loss and the optimizer stay in float32 and no gradient scaler is needed. This is done
+here rather than by the trainer's ``amp`` flag because MONAI's trainers autocast on CUDA only.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
+from drdd_med import runtime
 from drdd_med.diffusion.coupled import CoupledScheduler
 from drdd_med.diffusion.scheduler import DRDDScheduler
 from drdd_med.networks.checks import check_divisible
@@ -18,9 +23,22 @@ __all__ = ["NoiseStageInferer", "ResidualStageInferer", "CoupledStageInferer"]
 
 
 class _StageInferer(Inferer):
-    def __init__(self, scheduler: DRDDScheduler) -> None:
+    """Args: scheduler: the forward process's coefficients; precision: ``"fp32"`` or ``"bf16"`` (``"auto"`` is
+    resolved for the inputs' device at each call)."""
+
+    def __init__(self, scheduler: DRDDScheduler, precision: str = "fp32") -> None:
         super().__init__()
+        if precision not in runtime.PRECISIONS:
+            raise ValueError(f"precision must be one of {list(runtime.PRECISIONS)}, got {precision!r}.")
         self.scheduler = scheduler
+        self.precision = precision
+
+    def _run(self, network: nn.Module, like: torch.Tensor, *args: torch.Tensor, **kwargs: str) -> torch.Tensor:
+        """``network(*args, **kwargs)`` under this inferer's precision, as float32."""
+        precision = runtime.resolve_precision(self.precision, like.device)
+        with runtime.autocast(like.device, precision):
+            out = network(*args, **kwargs)
+        return out.float()
 
     @staticmethod
     def _check(x0: torch.Tensor, network: nn.Module) -> None:
@@ -41,7 +59,7 @@ class NoiseStageInferer(_StageInferer):
         self._check(inputs, network)
         x_t = self.scheduler.add_noise(inputs, noise, timesteps)
         t_input = self.scheduler.time_input_noise(timesteps).to(inputs.device)
-        return network(x_t, source, t_input, stage="noise")
+        return self._run(network, inputs, x_t, source, t_input, stage="noise")
 
 
 class ResidualStageInferer(_StageInferer):
@@ -58,7 +76,7 @@ class ResidualStageInferer(_StageInferer):
         self._check(inputs, network)
         x_t = self.scheduler.add_residual(inputs, source, noise, timesteps)
         t_input = self.scheduler.time_input_residual(timesteps).to(inputs.device)
-        return network(x_t, source, t_input, stage="residual")
+        return self._run(network, inputs, x_t, source, t_input, stage="residual")
 
 
 class CoupledStageInferer(_StageInferer):
@@ -76,4 +94,4 @@ class CoupledStageInferer(_StageInferer):
     ) -> torch.Tensor:
         self._check(inputs, network)
         x_t = self.scheduler.add_coupled(inputs, source, noise, timesteps)
-        return network(x_t, source, self.scheduler.time_input_coupled(timesteps).to(inputs.device))
+        return self._run(network, inputs, x_t, source, self.scheduler.time_input_coupled(timesteps).to(inputs.device))

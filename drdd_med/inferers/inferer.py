@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from monai.inferers import Inferer
+from monai.utils import convert_to_tensor
 from torch import nn
 
 from drdd_med.diffusion.sampling import ModelFn, sample_drdd
@@ -158,6 +159,7 @@ class DRDDInferer(Inferer):
             ``return_intermediates`` a tuple ``(result, intermediates)`` where ``intermediates`` is a list of dicts
             (``stage``, ``step``, ``t``, ``x``).
         """
+        source = convert_to_tensor(source, track_meta=False)  # MetaTensor dispatch costs more than the network
         self.validate(source, network)
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}.")

@@ -17,7 +17,8 @@ __all__ = ["Translator", "BundleTranslator", "build_translator", "INFERENCE_KEYS
 
 #: ``inference`` keys of ``pacs.json`` -> ``SCTPredictor`` arguments.
 INFERENCE_KEYS = {"residual_steps": "residual_steps", "noise_steps": "noise_steps", "samples": "num_samples",
-                  "device": "device", "seed": "seed", "amp": "amp"}
+                  "device": "device", "seed": "seed", "precision": "precision",
+                  "threads": "threads"}
 
 
 @runtime_checkable
@@ -74,7 +75,7 @@ def build_translator(config: PacsConfig) -> Translator:
 
     ``translator: "package.module:factory"`` calls ``factory(config)``; otherwise the bundle translator is built
     from ``bundle`` and ``inference`` (``residual_steps``, ``noise_steps``, ``samples``, ``device``, ``seed``,
-    ``amp``).
+    ``precision``, ``threads``).
 
     Raises:
         ValueError: no bundle or an untrained one, unknown inference options, or a factory that is not importable

@@ -14,7 +14,6 @@ and to the source's grid and orientation by the config's ``Invertd`` post-proces
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -28,30 +27,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from drdd_med import keys
+from drdd_med import keys, runtime
 from drdd_med.workflows.model_config import ModelConfig, load_weights
 
-__all__ = ["SCTPredictor", "SCTResult", "resolve_device", "STD_SUFFIX", "SCT_SUFFIX"]
+__all__ = ["SCTPredictor", "SCTResult", "STD_SUFFIX", "SCT_SUFFIX"]
 
 logger = logging.getLogger(__name__)
 
 #: Output file name suffixes (``<stem>_sct.nii.gz``; agrees with ``slicer_support.command.SCT_SUFFIX``).
 SCT_SUFFIX = "_sct.nii.gz"
 STD_SUFFIX = "_sct_std.nii.gz"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
-
-    Raises:
-        ValueError: CUDA was requested but is not available.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available on this machine; use --device cpu or auto.")
-    return dev
 
 
 @dataclass
@@ -98,7 +83,9 @@ class SCTPredictor:
         seed: seed of the whole-volume noise field (same input and seed -> same sCT).
         progress: ``progress(done, total)`` after every whole-volume network evaluation.
         dicom_rules: series selection rules for DICOM folders (see ``drdd_med.io.dicom_series.select_series``).
-        amp: bfloat16 autocast for the network on CUDA (ignored on CPU).
+        precision: ``"auto"`` (bf16 autocast where the device computes bf16 natively), ``"fp32"`` or ``"bf16"``
+            (:func:`drdd_med.runtime.resolve_precision`).
+        threads: CPU compute threads (None: one per CPU this process may use).
         inferer_options: further ``VolumeDRDDInferer`` options (``slice_batch``, ``sw_batch_size``, ``overlap``,
             ``eta``).
     """
@@ -114,20 +101,24 @@ class SCTPredictor:
         seed: int | None = 0,
         progress: Callable[[int, int], None] | None = None,
         dicom_rules: Mapping[str, Any] | None = None,
-        amp: bool = True,
+        precision: str = "auto",
+        threads: int | None = None,
         **inferer_options: Any,
     ) -> None:
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
         self.config = config
-        self.device = resolve_device(device)
+        self.device = runtime.resolve_device(device)
+        self.precision = runtime.resolve_precision(precision, self.device)
+        if self.device.type == "cpu":
+            runtime.configure_threads(threads)
         self.network = network.to(self.device).eval()
         self.num_samples = int(num_samples)
         self.seed = seed
-        self.amp = bool(amp) and self.device.type == "cuda"
         self.inferer = config.build_inferer(residual_steps=residual_steps, noise_steps=noise_steps,
                                             num_samples=self.num_samples, seed=seed, progress=progress,
-                                            **inferer_options)
+                                            precision=self.precision, **inferer_options)
+        logger.info("sampling on %s", runtime.describe(self.device, self.precision))
         self.preprocessing = config.preprocessing(divisor=int(getattr(network, "divisor", 1)), dicom_rules=dicom_rules)
         self.postprocessing = config.postprocessing(self.preprocessing)
 
@@ -182,8 +173,7 @@ class SCTPredictor:
 
     def _sample(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, Cs, X, Y, Z) source in [-1, 1] -> (mean, std or None), (1, Ct, X, Y, Z) in [-1, 1] units."""
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext())
-        with torch.no_grad(), autocast:
+        with torch.no_grad():
             out = self.inferer(source.to(self.device), self.network)
         mean, std = out if isinstance(out, tuple) else (out, None)
         return mean.float().cpu(), None if std is None else std.float().cpu()

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from drdd_med.data.spec import DatasetSpec
 from drdd_med.workflows.stages import is_rank0
 
@@ -24,7 +26,7 @@ logger = logging.getLogger(__name__)
 def evaluate_bundle(model_dir: str | os.PathLike, spec: DatasetSpec, out_dir: str | os.PathLike,
                     split: str = "validation", device: Any = "auto", baselines: bool = True, montage: bool = True,
                     residual_steps: int | None = None, noise_steps: int | None = None, num_samples: int = 1,
-                    seed: int = 0) -> dict[str, Any] | None:
+                    seed: int = 0, precision: str = "auto") -> dict[str, Any] | None:
     """Translate and score every case of ``split`` with the bundle's trained model; log a table of the means.
 
     Args:
@@ -39,6 +41,7 @@ def evaluate_bundle(model_dir: str | os.PathLike, spec: DatasetSpec, out_dir: st
         noise_steps: noise sampling steps (None: the model's).
         num_samples: samples averaged per case.
         seed: seed of the noise field.
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (:mod:`drdd_med.runtime`).
 
     Returns:
         The :func:`~drdd_med.workflows.evaluate.evaluate_cases` result (None on ranks > 0).
@@ -54,7 +57,8 @@ def evaluate_bundle(model_dir: str | os.PathLike, spec: DatasetSpec, out_dir: st
     config = ModelConfig.load(Path(model_dir) / MODEL_CONFIG_NAME)
     network = load_weights(config.build_network(), Path(model_dir) / MODEL_WEIGHTS_NAME)
     predictor = SCTPredictor(network, config, device=str(device), residual_steps=residual_steps,
-                             noise_steps=noise_steps, num_samples=num_samples, seed=seed)
+                             noise_steps=noise_steps, num_samples=num_samples, seed=seed,
+                             precision=precision, threads=torch.get_num_threads())
     methods = trivial_baselines(spec.items("training"), predictor.config.source_normalize) if baselines else {}
     result = evaluate_cases(cases, lambda source: predictor.predict(source).hu, out_dir, baselines=methods,
                             montage=montage)
