@@ -1,33 +1,28 @@
-"""Inference benchmark: DRDD whole-volume sampling vs plain DDIM (50 steps) / DDPM (1000 steps), CPU or GPU.
+"""Inference benchmark: the ``drdd-med translate`` pipeline at realistic sizes, bf16 vs fp32, DRDD 2 + 2 vs DDIM-50
+vs one network call (the cost of one-call regression with the same network), CPU or GPU.
 
-Scenarios (each runs in its own subprocess, so peak RSS is that scenario's alone):
+Scenarios (each in its own subprocess, so peak RSS is that scenario's alone; ``--threads`` compute threads):
 
-- ``drdd-2d``: a 2D ``small`` DRDD model, 2 + 2 steps, slice batches of 16, measured through the full
+- ``drdd-<preset>-<precision>``: a 2D DRDD model, 2 + 2 steps, measured through the full
   :class:`~drdd_med.workflows.predictor.SCTPredictor` pipeline (NIfTI load, normalisation, sampling, inversion to
-  the native grid, int16 NIfTI write);
-- ``drdd-3d``: a 3D ``tiny`` DRDD model, 2 + 2 steps, Gaussian-blended sliding windows (overlap 0.25), same pipeline;
-- ``ddim50-*`` / ``ddpm1000-*``: the peer reference, a conditional MONAI ``DiffusionModelUNet`` of the same preset
-  (x_t and MR concatenated, one network call per step) driven by MONAI's ``DDIMScheduler`` (50 steps) or
-  ``DDPMScheduler`` (1000 steps) over the same volume. The first steps are timed and the per-step time is
-  extrapolated to the full step count (marked ``extrapolated``); their totals exclude writing the output.
+  the native grid, int16 NIfTI write) with the predictor's defaults (cache-sized slice batches, channels-last on CPU);
+- ``onecall-<preset>``: the same pipeline with 1 residual step and 0 noise steps: one network evaluation over the
+  volume, which is what a one-call regression U-Net of the same size costs;
+- ``ddim50-*``: the peer reference, a conditional MONAI ``DiffusionModelUNet`` of the same preset driven by MONAI's
+  ``DDIMScheduler`` (50 steps) over the same volume; the first steps are timed and extrapolated (``extrapolated``);
+- ``pipeline-oracle``: an oracle network (no network cost): the pipeline's own time and memory.
 
-Volume sizes (2D small / 3D tiny, window):
-
-- ``--quick``: 128x128x8 / 64x64x32, window 32^3 (about 1-2 min on 2 busy CPU cores);
-- default: 256x256x8 / 96x96x48, window 64x64x48 (about 5 min on 2 busy CPU cores);
-- ``--full``: 256x256x32 / 160^3, window 64^3 (the 3D part alone is tens of minutes on CPU; use a GPU);
-- ``--large`` adds a 512x512x300 volume with a single network evaluation (1 residual step, 0 noise steps), once
-  with an oracle network (``drdd-2d-large-oracle``: the pipeline's own memory and time, no network cost) and once
-  with the 2D ``tiny`` model (``drdd-2d-large``: slow on CPU, see the README): the memory bound check. Peak RSS
-  does not depend on the step count (the sampler keeps a fixed set of whole-volume tensors and runs the network on
-  ``slice_batch`` slices at a time); the time does.
+Volumes: ``head`` 256x256x150 (default) and, with ``--pelvis``, 512x512x200. ``--quick`` uses 128x128x16 (CI smoke).
+``--presets`` chooses the presets (default: ``lean`` and the previous default ``compact``); ``paper`` only makes
+sense on a GPU.
 
 For every row: total seconds, seconds inside network forward calls, their ratio (pipeline overhead; goal <= 1.15),
-seconds per slice, and peak resident memory. Networks are untrained (timing does not depend on the weights).
+seconds per slice, and peak resident memory. Networks are untrained (timing does not depend on the weights). The
+report records the CPU model, its bf16/AMX flags and the load average before and after every scenario.
 
 Usage::
 
-    python benchmarks/inference.py [--quick | --full] [--large] [--device cuda] [--only drdd-2d peer-2d]
+    python benchmarks/inference.py [--quick] [--pelvis] [--presets lean compact] [--device cuda] [--only NAME ...]
 
 Writes ``benchmarks/results/inference.json`` and prints a Markdown table.
 """
@@ -119,8 +114,8 @@ def run_drdd(spec: dict[str, Any]) -> dict[str, Any]:
         config.preset = "tiny"
     else:
         network = config.build_network()
-    options = {"slice_batch": spec["slice_batch"]} if spec["mode"] != "3d" else {"sw_batch_size": spec["sw_batch"]}
-    predictor = SCTPredictor(network, config, device=spec["device"], **options)
+    predictor = SCTPredictor(network, config, device=spec["device"], precision=spec.get("precision", "auto"),
+                             threads=spec["threads"])
     timer = NetworkTimer(predictor.network, predictor.device)
     path = Path(spec["input"])
     rss_before = _peak_rss_mb()
@@ -129,7 +124,8 @@ def run_drdd(spec: dict[str, Any]) -> dict[str, Any]:
     predictor.save_nifti(result, Path(spec["work"]) / "out", path.stem)
     total = time.perf_counter() - start
     return {"total_s": total, "network_s": timer.seconds, "network_calls": timer.calls,
-            "evaluations": sum(spec.get("steps", [2, 2])), "extrapolated": False, "rss_after_import_mb": rss_before}
+            "evaluations": sum(spec.get("steps", [2, 2])), "extrapolated": False, "rss_after_import_mb": rss_before,
+            "precision": predictor.precision}
 
 
 def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
@@ -143,12 +139,20 @@ def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
     from monai.inferers import SlidingWindowInferer
     from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
+    from drdd_med import runtime
+    from drdd_med.inferers.volume import slices_per_call, uses_channels_last
     from drdd_med.networks.factory import PRESETS, build_unet
 
     torch.manual_seed(0)
     device = torch.device(spec["device"])
     spatial_dims = 3 if spec["mode"] == "3d" else 2
+    runtime.configure_threads(spec["threads"])
+    precision = runtime.resolve_precision(spec.get("precision", "auto"), device)
     unet = build_unet(spatial_dims, 2, 1, **PRESETS[spec["preset"]]["residual"]).to(device).eval()
+    # the same slice batch and memory format as the DRDD path, so that the comparison is of samplers only
+    channels_last = uses_channels_last(spec["mode"], device)
+    if channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
     timer = NetworkTimer(unet, device)
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
@@ -162,9 +166,14 @@ def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
         if spatial_dims == 2:  # axial slice batches, as the DRDD 2D path
             xs, ms = x[0].permute(3, 0, 1, 2), mr[0].permute(3, 0, 1, 2)
             out = torch.empty_like(xs)
-            for s in range(0, xs.shape[0], spec["slice_batch"]):
-                sl = slice(s, s + spec["slice_batch"])
-                out[sl] = unet(torch.cat([xs[sl], ms[sl]], 1), timesteps=t_batch.expand(xs[sl].shape[0]))
+            batch = slices_per_call(xs.shape[2], xs.shape[3], device)
+            for s in range(0, xs.shape[0], batch):
+                sl = slice(s, s + batch)
+                inputs = torch.cat([xs[sl], ms[sl]], 1)
+                if channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                with runtime.autocast(device, precision):
+                    out[sl] = unet(inputs, timesteps=t_batch.expand(xs[sl].shape[0])).float()
             return out.permute(1, 2, 3, 0)[None]
         window = SlidingWindowInferer(spec["roi_size"], sw_batch_size=spec["sw_batch"], overlap=0.25, mode="gaussian",
                                       progress=False)
@@ -188,10 +197,11 @@ def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
     network_step = timer.seconds / n
     other_step = (loop_s - timer.seconds - step_s["ddim"] - step_s["ddpm"]) / n  # slicing, concatenation, blending
     rows = []
-    for name, steps in (("ddim", 50), ("ddpm", 1000)):
+    for name, steps in (("ddim", 50),):
         total = load_s + steps * (network_step + other_step + step_s[name] / n)
         rows.append({"sampler": name, "total_s": total, "network_s": steps * network_step, "evaluations": steps,
-                     "network_calls": timer.calls // n * steps, "extrapolated": True, "timed_steps": n})
+                     "network_calls": timer.calls // n * steps, "extrapolated": True, "timed_steps": n,
+                     "precision": precision})
     return {"peers": rows, "rss_after_import_mb": rss_before}
 
 
@@ -206,32 +216,45 @@ def worker(spec: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- driver side
-#: (2D shape, 3D shape, 3D window) per size; 2D uses the small preset, 3D the tiny preset.
-SIZES = {
-    "quick": ([128, 128, 8], [64, 64, 32], [32, 32, 32]),
-    "default": ([256, 256, 8], [96, 96, 48], [64, 64, 48]),
-    "full": ([256, 256, 32], [160, 160, 160], [64, 64, 64]),
-}
+#: Volume shapes (X, Y, Z) by name.
+VOLUMES = {"quick": [128, 128, 16], "head": [256, 256, 150], "pelvis": [512, 512, 200]}
 
 
-def scenarios(size: str, large: bool, device: str, threads: int) -> list[dict[str, Any]]:
-    """Scenario specs; ``peer-*`` scenarios yield one DDIM-50 and one DDPM-1000 row each."""
-    shape_2d, shape_3d, roi_3d = SIZES[size]
-    common = {"device": device, "threads": threads}
-    two_d = {**common, "mode": "2d", "preset": "small", "shape": shape_2d, "slice_batch": 16}
-    three_d = {**common, "mode": "3d", "preset": "tiny", "shape": shape_3d, "roi_size": roi_3d, "sw_batch": 2}
-    out = [
-        {**two_d, "name": "drdd-2d", "sampler": "drdd"},
-        {**two_d, "name": "peer-2d", "sampler": "peer", "timed_steps": 2},
-        {**three_d, "name": "drdd-3d", "sampler": "drdd"},
-        {**three_d, "name": "peer-3d", "sampler": "peer", "timed_steps": 1},
-    ]
-    if large:  # memory check: the step count does not change the peak (a fixed set of whole-volume tensors)
-        large = {**common, "sampler": "drdd", "mode": "2d", "shape": [512, 512, 300], "slice_batch": 16,
-                 "steps": [1, 0]}
-        out.append({**large, "name": "drdd-2d-large-oracle", "preset": "oracle"})
-        out.append({**large, "name": "drdd-2d-large", "preset": "tiny"})
+def scenarios(volumes: list[str], presets: list[str], device: str, threads: int) -> list[dict[str, Any]]:
+    """Scenario specs, per volume: DRDD 2 + 2 per preset in bf16 and fp32, one network call, DDIM-50, oracle."""
+    out = []
+    for volume in volumes:
+        common = {"device": device, "threads": threads, "mode": "2d", "shape": VOLUMES[volume], "volume": volume}
+        for preset in presets:
+            for precision in ("bf16", "fp32"):
+                out.append({**common, "name": f"drdd-{preset}-{precision}-{volume}", "sampler": "drdd",
+                            "preset": preset, "precision": precision})
+            out.append({**common, "name": f"onecall-{preset}-{volume}", "sampler": "drdd", "preset": preset,
+                        "precision": "auto", "steps": [1, 0]})
+            out.append({**common, "name": f"peer-{preset}-{volume}", "sampler": "peer", "preset": preset,
+                        "precision": "auto", "timed_steps": 1})
+        out.append({**common, "name": f"pipeline-oracle-{volume}", "sampler": "drdd", "preset": "oracle",
+                    "precision": "fp32", "steps": [1, 0]})
     return out
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, the flags that decide bf16 speed, CPUs available and the load average."""
+    from drdd_med import runtime
+
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+            if line.startswith("flags"):
+                flags = sorted(f for f in line.partition(":")[2].split() if "bf16" in f or f.startswith("amx")
+                               or f == "avx512f")
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cpu_flags": flags, "cpu_bf16_native": runtime.cpu_has_bf16(),
+            "cpus_available": runtime.available_cpus(), "cpu_count": os.cpu_count()}
 
 
 def run_scenario(spec: dict[str, Any], work: Path, timeout_s: float) -> list[dict[str, Any]]:
@@ -242,6 +265,7 @@ def run_scenario(spec: dict[str, Any], work: Path, timeout_s: float) -> list[dic
     maker = subprocess.run([sys.executable, __file__, "--make-input", json.dumps([spec["shape"], str(work)])],
                            capture_output=True, text=True, env=env, timeout=timeout_s, check=True)
     spec = {**spec, "input": maker.stdout.strip().splitlines()[-1], "work": str(work)}
+    load_before = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
                           env=env, timeout=timeout_s)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -249,13 +273,12 @@ def run_scenario(spec: dict[str, Any], work: Path, timeout_s: float) -> list[dic
         raise RuntimeError(f"scenario {spec['name']} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     result = json.loads(lines[-1][len("RESULT "):])
     base = {"mode": spec["mode"], "preset": spec["preset"], "shape": spec["shape"],
-            "peak_rss_mb": result["peak_rss_mb"], "rss_after_import_mb": result["rss_after_import_mb"]}
-    if spec["mode"] == "3d":
-        base["roi_size"] = spec["roi_size"]
+            "peak_rss_mb": result["peak_rss_mb"], "rss_after_import_mb": result["rss_after_import_mb"],
+            "load_before": load_before, "load_after": os.getloadavg()[0]}
     runs = result["peers"] if "peers" in result else [{**result, "sampler": "drdd"}]
     rows = []
     for run in runs:
-        name = spec["name"] if run["sampler"] == "drdd" else f"{run['sampler']}{run['evaluations']}-{spec['mode']}"
+        name = spec["name"] if run["sampler"] == "drdd" else f"{run['sampler']}{run['evaluations']}-{spec['preset']}-{spec['volume']}"
         row = {"name": name, "scenario": spec["name"], **base, **{k: v for k, v in run.items() if k not in base}}
         row["overhead_ratio"] = row["total_s"] / max(row["network_s"], 1e-9)
         row["s_per_slice"] = row["total_s"] / spec["shape"][2]
@@ -264,26 +287,24 @@ def run_scenario(spec: dict[str, Any], work: Path, timeout_s: float) -> list[dic
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| scenario | model | volume | network evals | total s | network s | total/network | s/slice | "
-            "peak RSS MB | RSS above start MB |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    head = ("| scenario | preset | precision | volume | network evals | total s | network s | total/network | "
+            "s/slice | peak RSS MB | load before/after |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         star = " (extrap.)" if r["extrapolated"] else ""
         volume = "x".join(map(str, r["shape"]))
-        lines.append(f"| {r['name']} | {r['mode']} {r['preset']} | {volume} | {r['evaluations']} "
+        lines.append(f"| {r['name']} | {r['preset']} | {r.get('precision', '')} | {volume} | {r['evaluations']} "
                      f"| {r['total_s']:.1f}{star} | {r['network_s']:.1f} | {r['overhead_ratio']:.3f} | "
                      f"{r['s_per_slice']:.3f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['peak_rss_mb'] - r['rss_after_import_mb']:.0f} |")
+                     f"{r['load_before']:.1f}/{r['load_after']:.1f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small volumes (smoke run, about 1 min)")
-    size.add_argument("--full", action="store_true",
-                      help="256x256x32 (2D) and 160^3 (3D) volumes: tens of minutes on 2 CPU cores; minutes on a GPU")
-    parser.add_argument("--large", action="store_true", help="also a 512 x 512 x 300 volume with a 2D tiny model")
+    parser.add_argument("--quick", action="store_true", help="one 128x128x16 volume (smoke run)")
+    parser.add_argument("--pelvis", action="store_true", help="also the 512x512x200 volume")
+    parser.add_argument("--presets", nargs="+", default=["lean", "compact"], help="network presets (default: lean compact)")
     parser.add_argument("--only", nargs="*", default=None, help="scenario names to run (default: all)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
@@ -301,23 +322,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(json.loads(args.worker))
         return 0
-    size = "quick" if args.quick else "full" if args.full else "default"
+    volumes = ["quick"] if args.quick else ["head"] + (["pelvis"] if args.pelvis else [])
+    specs = [spec for spec in scenarios(volumes, args.presets, args.device, args.threads)
+             if not args.only or spec["name"] in args.only]
     report = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device, "threads": args.threads,
-              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "size": size,
-              "load_average_1min_at_start": os.getloadavg()[0],
-              "notes": "Untrained networks (timing only). DRDD: full SCTPredictor pipeline (load, normalise, sample, "
-                       "invert, write int16 NIfTI). DDIM/DDPM: load + network + scheduler loop, timed on the first "
-                       "steps and extrapolated linearly to the full step count. 2D: small preset; 3D: tiny preset.",
+              **machine(), "load_average_1min_at_start": os.getloadavg()[0],
+              "notes": "Untrained 2D networks (timing only). DRDD and one-call rows: the full SCTPredictor pipeline "
+                       "(load, normalise, sample, invert, write int16 NIfTI) with its CPU defaults (cache-sized "
+                       "slice batches, channels-last). DDIM-50: load + network + scheduler loop with the same "
+                       "slice batches, precision and memory format, timed on the first step and extrapolated.",
               "results": [], "failed": []}
     if args.append and args.out.is_file():
         previous = json.loads(args.out.read_text())
-        names = {spec["name"] for spec in scenarios(size, args.large, args.device, args.threads)
-                 if not args.only or spec["name"] in args.only}
+        names = {spec["name"] for spec in specs}
         report["results"] = [r for r in previous.get("results", []) if r.get("scenario", r["name"]) not in names]
     with tempfile.TemporaryDirectory(prefix="drdd_bench_") as work:
-        for spec in scenarios(size, args.large, args.device, args.threads):
-            if args.only and spec["name"] not in args.only:
-                continue
+        for spec in specs:
             print(f"running {spec['name']} ...", file=sys.stderr, flush=True)
             start = time.perf_counter()
             try:

@@ -21,7 +21,7 @@ from drdd_med.diffusion.sampling import ModelFn
 from drdd_med.inferers.inferer import DRDDInferer, check_noise_level
 from drdd_med.networks.checks import check_finite
 
-__all__ = ["VolumeDRDDInferer", "slice_stack", "MODES"]
+__all__ = ["VolumeDRDDInferer", "slice_stack", "slices_per_call", "uses_channels_last", "MODES"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,23 @@ def slice_stack(volume: torch.Tensor, num_slices: int) -> torch.Tensor:
     padded = torch.cat([slices[:1].expand(half, -1, -1, -1), slices, slices[-1:].expand(half, -1, -1, -1)], dim=0)
     depth = slices.shape[0]
     return torch.cat([padded[j : j + depth] for j in range(num_slices)], dim=1)
+
+
+def slices_per_call(height: int, width: int, device: torch.device, slice_batch: int | None = None) -> int:
+    """Slices per 2D network call: ``slice_batch``, else about :data:`CPU_PIXELS_PER_CALL` pixels on CPU and
+    :data:`GPU_SLICE_BATCH` slices on GPU."""
+    if slice_batch is not None:
+        return int(slice_batch)
+    if torch.device(device).type == "cpu":
+        return max(1, CPU_PIXELS_PER_CALL // max(1, height * width))
+    return GPU_SLICE_BATCH
+
+
+def uses_channels_last(mode: str, device: torch.device, channels_last: bool | None = None) -> bool:
+    """Whether 2D networks run channels-last: ``channels_last``, else on CPU (never for 3D)."""
+    if mode == "3d":
+        return False
+    return torch.device(device).type == "cpu" if channels_last is None else bool(channels_last)
 
 
 def _pad_to(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
@@ -171,18 +188,8 @@ class VolumeDRDDInferer(DRDDInferer):
         if self.progress is not None:
             self.progress(self._calls, self._total)
 
-    def slices_per_call(self, height: int, width: int, device: torch.device) -> int:
-        """Slices per network call for slices of ``height`` x ``width`` pixels (``slice_batch`` unless None)."""
-        if self.slice_batch is not None:
-            return self.slice_batch
-        if device.type == "cpu":
-            return max(1, CPU_PIXELS_PER_CALL // max(1, height * width))
-        return GPU_SLICE_BATCH
-
     def _uses_channels_last(self, device: torch.device) -> bool:
-        if self.mode == "3d":
-            return False
-        return device.type == "cpu" if self.channels_last is None else bool(self.channels_last)
+        return uses_channels_last(self.mode, device, self.channels_last)
 
     def _volume_fn(self, network: nn.Module, stage: str) -> ModelFn:
         divisor = int(getattr(network, "divisor", 1))
@@ -209,7 +216,7 @@ class VolumeDRDDInferer(DRDDInferer):
                 stacked[key] = slice_stack(source, self.num_slices)
             s_slices = stacked[key]
             out = torch.empty_like(x_slices)
-            batch = self.slices_per_call(x_slices.shape[2], x_slices.shape[3], x.device)
+            batch = slices_per_call(x_slices.shape[2], x_slices.shape[3], x.device, self.slice_batch)
             for start in range(0, x_slices.shape[0], batch):
                 sl = slice(start, start + batch)
                 out[sl] = call(x_slices[sl], s_slices[sl], t_input)
