@@ -61,7 +61,16 @@ def test_autocast_switches_the_matmul_dtype():
         assert (a @ b).dtype == torch.float32
 
 
-def test_threads_default_to_the_affinity_mask():
+@pytest.mark.parametrize("load, expected", [(0.0, 4), (0.9, 4), (1.2, 3), (3.5, 1), (9.0, 1)])
+def test_automatic_threads_leave_busy_cpus_alone(monkeypatch, load, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, 0.0, 0.0))
+    assert runtime.available_cpus() == 4
+    assert runtime.idle_cpus() == expected
+
+
+def test_threads(monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     before = torch.get_num_threads()
     try:
         assert runtime.configure_threads(None) == len(os.sched_getaffinity(0)) == torch.get_num_threads()

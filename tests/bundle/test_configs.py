@@ -57,7 +57,7 @@ def test_documented_overrides_are_top_level_ids():
     parser = load("train.json")
     for key in ("datalist", "bundle_root", "output_dir", "mode", "network_preset", "epochs", "epoch_length",
                 "noise_epochs", "residual_epochs", "residual_steps", "noise_steps", "noise_level", "noise_conditioned",
-                "device"):
+                "device", "precision", "threads"):
         assert key in parser, key
     readme = (BUNDLE / "docs" / "README.md").read_text()
     for flag in ("--datalist", "--bundle_root", "--output_dir", "--mode", "--network_preset", "--epochs",
