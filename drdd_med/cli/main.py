@@ -16,7 +16,7 @@ from collections.abc import Sequence
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: Module names under ``drdd_med.cli``, in help order.
-SUBCOMMANDS: tuple[str, ...] = ("phantom", "montage", "spec", "pacs_batch", "translate", "evaluate")
+SUBCOMMANDS: tuple[str, ...] = ("phantom", "montage", "spec", "pacs_batch", "translate", "evaluate", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

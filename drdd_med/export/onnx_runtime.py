@@ -1,0 +1,154 @@
+"""OnnxDRDDNet: DRDD's two exported ONNX networks behind :class:`~drdd_med.networks.DRDDNet`'s call convention.
+
+It lets the torch samplers and inferers (:class:`~drdd_med.inferers.volume.VolumeDRDDInferer`, ...) run the
+networks with ONNX Runtime unchanged: ``forward(x, source, timesteps, stage)``, the attributes ``divisor``,
+``noise_level`` (float64 0-dim buffer), ``noise_conditioned``, ``source_channels`` and ``target_channels``, and
+``eval()`` / ``train()`` / ``to()`` that change nothing the sessions use. Inputs are torch tensors on any device
+and dtype; they are run as float32 on the CPU and the outputs are returned on the input's device and dtype.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from drdd_med.export.onnx import FILE_NAMES, STAGES, parse_metadata, require
+from drdd_med.networks.drdd_net import NOISE, RESIDUAL
+
+__all__ = ["OnnxDRDDNet"]
+
+# metadata entries both files must agree on
+_SHARED = ("spatial_dims", "source_channels", "target_channels", "divisor", "noise_level", "noise_conditioned")
+
+
+class OnnxDRDDNet(nn.Module):
+    """DRDD's residual and noise networks as two ONNX Runtime sessions (files written by ``export_onnx``).
+
+    Args:
+        residual_path: ``residual.onnx``.
+        noise_path: ``noise.onnx``.
+        intra_op_num_threads: ONNX Runtime threads per network call (None: ONNX Runtime's default, one per
+            physical core).
+        providers: ONNX Runtime execution providers (default ``["CPUExecutionProvider"]``).
+
+    Raises:
+        ImportError: ``onnxruntime`` is not installed.
+        ValueError: a file is not a drdd_med ONNX network, holds the other stage, or the two files disagree.
+
+    Example:
+        >>> net = OnnxDRDDNet.from_dir("onnx", intra_op_num_threads=2)
+        >>> sct = model_config.build_inferer()(mr_volume, net)
+    """
+
+    def __init__(
+        self,
+        residual_path: str | os.PathLike,
+        noise_path: str | os.PathLike,
+        intra_op_num_threads: int | None = None,
+        providers: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        ort = require("onnxruntime")
+        options = ort.SessionOptions()
+        if intra_op_num_threads:
+            options.intra_op_num_threads = int(intra_op_num_threads)
+        self.paths = {RESIDUAL: Path(residual_path), NOISE: Path(noise_path)}
+        self.sessions: dict[str, Any] = {}
+        meta: dict[str, dict[str, Any]] = {}
+        for stage, path in self.paths.items():
+            if not path.is_file():
+                raise ValueError(f"{path}: no such ONNX file; export the bundle with 'drdd-med export'.")
+            session = ort.InferenceSession(os.fspath(path), options,
+                                           providers=list(providers or ["CPUExecutionProvider"]))
+            try:
+                meta[stage] = parse_metadata(session.get_modelmeta().custom_metadata_map)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from exc
+            if meta[stage]["stage"] != stage:
+                raise ValueError(f"{path}: holds the {meta[stage]['stage']} network, not the {stage} network.")
+            self.sessions[stage] = session
+        differ = [k for k in _SHARED if meta[RESIDUAL][k] != meta[NOISE][k]]
+        if differ:
+            raise ValueError(f"{self.paths[RESIDUAL]} and {self.paths[NOISE]} come from different models "
+                             f"(they differ in {differ}); export both networks of one model together.")
+        self.metadata = meta
+        shared = meta[RESIDUAL]
+        self.spatial_dims = int(shared["spatial_dims"])
+        self.source_channels = int(shared["source_channels"])
+        self.target_channels = int(shared["target_channels"])
+        self.divisor = int(shared["divisor"])
+        self.noise_conditioned = bool(shared["noise_conditioned"])
+        self.in_channels = {stage: int(meta[stage]["in_channels"]) for stage in STAGES}
+        self.register_buffer("noise_level", torch.tensor(float(shared["noise_level"]), dtype=torch.float64))
+
+    @classmethod
+    def from_dir(cls, folder: str | os.PathLike, **kwargs: Any) -> OnnxDRDDNet:
+        """Load ``<folder>/residual.onnx`` and ``<folder>/noise.onnx`` (``kwargs``: as for the constructor)."""
+        folder = Path(folder)
+        return cls(folder / FILE_NAMES[RESIDUAL], folder / FILE_NAMES[NOISE], **kwargs)
+
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> OnnxDRDDNet:
+        """``to()``, ``cuda()``, ``float()``, ... change nothing: the sessions own their weights and device."""
+        return self
+
+    def run(self, stage: str, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """One ONNX network call on the concatenated input.
+
+        Args:
+            stage: ``"residual"`` or ``"noise"``.
+            x: (B, C_in, *spatial) network input; spatial sizes multiples of ``divisor``.
+            timesteps: (B,) float time inputs (a scalar or a single value is broadcast to the batch).
+
+        Returns:
+            (B, Ct, *spatial) on ``x``'s device and dtype.
+        """
+        if stage not in self.sessions:
+            raise ValueError(f"stage must be {RESIDUAL!r} or {NOISE!r}, got {stage!r}.")
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels[stage]:
+            raise ValueError(f"the ONNX {stage} network expects (B, {self.in_channels[stage]}, "
+                             f"{', '.join(['*'] * self.spatial_dims)}) inputs, got shape {tuple(x.shape)}.")
+        if any(s % self.divisor for s in x.shape[2:]):
+            raise ValueError(f"spatial sizes {tuple(x.shape[2:])} must be multiples of the network's divisor "
+                             f"{self.divisor}; pad the input.")
+        t = torch.as_tensor(timesteps).reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(x.shape[0])
+        if t.numel() != x.shape[0]:
+            raise ValueError(f"timesteps must hold one value per batch item ({x.shape[0]}), got {t.numel()}.")
+        (y,) = self.sessions[stage].run(["y"], {"x": _numpy(x), "t": _numpy(t)})
+        return torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
+
+    def forward(
+        self, x: torch.Tensor, source: torch.Tensor | None, timesteps: torch.Tensor, stage: str = NOISE
+    ) -> torch.Tensor:
+        """Call one stage's network, as :meth:`DRDDNet.forward`.
+
+        Args:
+            x: (B, Ct, *spatial) diffusion state.
+            source: (B, Cs, *spatial) source, or None for an unconditional noise net.
+            timesteps: (B,) float network time inputs.
+            stage: ``"residual"`` or ``"noise"``.
+
+        Raises:
+            ValueError: unknown stage, missing source, or inputs of the wrong shape.
+        """
+        if stage == RESIDUAL or (stage == NOISE and self.noise_conditioned):
+            if source is None:
+                raise ValueError(f"the {stage} network needs the source image.")
+            x = torch.cat([x, source.to(device=x.device, dtype=x.dtype)], dim=1)
+        return self.run(stage, x, timesteps)
+
+    def extra_repr(self) -> str:
+        return (f"residual={self.paths[RESIDUAL]}, noise={self.paths[NOISE]}, noise_conditioned="
+                f"{self.noise_conditioned}, noise_level={float(self.noise_level)}, divisor={self.divisor}")
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A C-contiguous float32 CPU array (plain tensor: MONAI MetaTensors and channels-last inputs welcome)."""
+    plain = tensor.detach().as_subclass(torch.Tensor).to(device="cpu", dtype=torch.float32)
+    return np.ascontiguousarray(plain.numpy())
