@@ -2,7 +2,8 @@
 
 Each input becomes ``<out>/<stem>_sct.nii.gz`` (int16 HU on the input's grid), plus ``<stem>_sct_std.nii.gz`` with
 ``--samples N > 1`` and ``<stem>_sct_dicom/`` with ``--dicom``. A case that fails is reported on stderr (file and
-problem) and skipped; the others still finish, and the exit status is 1. Machine-readable ``PROGRESS done/total``
+problem) and skipped, its previous outputs untouched; the others still finish, and the exit status is 1 (input
+checks: :mod:`drdd_med.io.input_checks`, ``docs/inputs.md``). Machine-readable ``PROGRESS done/total``
 lines (:mod:`drdd_med.slicer_support.progress`) go to stdout, counting network evaluations over all cases.
 """
 
@@ -36,14 +37,18 @@ examples:
 
 inputs:
   NIfTI files (.nii, .nii.gz); folders holding one DICOM series; or folders holding many series (every
-  non-localizer series of the model's source modality is translated) or many NIfTI files.
+  non-localizer series of the model's source modality is translated) or many NIfTI files. A 2D NIfTI is
+  translated as a one-slice volume. Inputs that cannot give a usable sCT (NaN voxels, a blank image, no voxel
+  geometry, 4D files, a DICOM series with a gap or of another modality, ...) are refused with one line naming the
+  file and the problem; nothing is written for them (docs/inputs.md lists every case).
 
 outputs (written atomically, re-runs overwrite them; DICOM UIDs are the same on every re-run):
   <stem>_sct.nii.gz        synthetic CT, int16 Hounsfield units, same grid and orientation as the input
   <stem>_sct_std.nii.gz    per-voxel standard deviation over samples, HU (only with --samples > 1)
   <stem>_sct_dicom/        CT series in the input's study (only with --dicom), marked NOT FOR DIAGNOSTIC USE
 
-exit status: 0 all cases written; 1 some case failed (listed on stderr); 2 bad options or no usable model.
+exit status: 0 all cases written; 1 some case failed (listed on stderr); 2 bad options, an output folder that
+cannot be written, or no usable model.
 """
 
 
@@ -109,7 +114,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 # ----------------------------------------------------------------------------------------------- inputs
 def _folder_cases(folder: Path, source_modality: str) -> list[Case]:
-    from drdd_med.io.dicom_series import find_series
+    from drdd_med.io.dicom_series import find_series, is_multiframe
+    from drdd_med.io.input_checks import dicom_modality
     from drdd_med.io.nifti import is_nifti
     from drdd_med.slicer_support.command import input_stem
 
@@ -117,18 +123,22 @@ def _folder_cases(folder: Path, source_modality: str) -> list[Case]:
     series = find_series(folder)
     if niftis and not series:
         return [Case(p, input_stem(p)) for p in niftis]
-    usable = {uid: h for uid, h in series.items()
-              if len(h) > 1 and "LOCALIZER" not in [str(v).upper() for v in h[0].get("ImageType", [])]}
+    usable = {uid: h for uid, h in series.items()  # a multi-frame file is kept: translating it says why it is refused
+              if (len(h) > 1 or is_multiframe(h[0]))
+              and "LOCALIZER" not in [str(v).upper() for v in h[0].get("ImageType", []) or []]}
     if not usable:
         raise ValueError(f"{folder}: no NIfTI file and no DICOM image series (of more than one slice) found.")
     if len(usable) == 1:
         return [Case(folder, folder.name)]
-    matching = {uid: h for uid, h in usable.items() if str(h[0].get("Modality", "")).upper() == source_modality.upper()}
+    expected = dicom_modality(source_modality)  # e.g. a CBCT model's series carry Modality CT
+    matching = {uid: h for uid, h in usable.items()
+                if expected is None or str(h[0].get("Modality", "")).upper() == expected}
     skipped = len(usable) - len(matching)
     if skipped:
         logger.info("%s: skipping %d series whose modality is not %s", folder, skipped, source_modality)
     if not matching:
-        raise ValueError(f"{folder}: {len(usable)} series found, none with Modality {source_modality}.")
+        raise ValueError(f"{folder}: {len(usable)} series found, none with Modality {expected} (the model translates "
+                         f"{source_modality}).")
     cases = []
     for uid, headers in sorted(matching.items(), key=lambda kv: (int(kv[1][0].get("SeriesNumber") or 0), kv[0])):
         parents = {Path(h.filename).parent for h in headers}
@@ -161,7 +171,7 @@ def find_cases(inputs: list[Path], source_modality: str = "MR") -> tuple[list[Ca
             else:
                 cases.extend(_folder_cases(path, source_modality))
         except Exception as exc:  # one bad input must not stop the others
-            failures.append((str(path), _problem(exc).removeprefix(f"{path}: ")))
+            failures.append((str(path), _without_path(_problem(exc), path)))
     seen: dict[str, int] = {}
     unique = []
     for case in cases:
@@ -178,6 +188,14 @@ def _problem(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     return first if isinstance(exc, ValueError) else f"{type(exc).__name__}: {first}"
+
+
+def _without_path(problem: str, path: Path) -> str:
+    """``"<path>: x"`` -> ``"x"``, ``"<path> series U: x"`` -> ``"series U: x"``: the report names the path already."""
+    for prefix in (f"{path}: ", f"{path} "):
+        if problem.startswith(prefix):
+            return problem[len(prefix):]
+    return problem
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -220,6 +238,48 @@ def _load_predictor(args: argparse.Namespace) -> Any:
     return predictor
 
 
+def _check_output_folder(out: Path) -> None:
+    """Create ``--out`` and prove it writable before any case runs: a folder no case could be written to is an
+    option error (exit 2), not a failure to report once per case after minutes of sampling."""
+    import os
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".drdd-write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"{out}: the output folder cannot be written ({exc.strerror or type(exc).__name__}); "
+                         "pass a writable --out.") from exc
+
+
+def _write_case(predictor: Any, result: Any, args: argparse.Namespace, stem: str) -> list[Path]:
+    """Write one case's outputs all or nothing, so that a failure leaves the previous run's outputs as they were.
+
+    The NIfTI files are written into a hidden staging folder in ``--out``, the DICOM series next (it replaces its
+    folder atomically), and the NIfTI files are renamed into place last.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{stem}.staging-", dir=args.out))
+    try:
+        staged = predictor.save_nifti(result, staging, stem)
+        series = []
+        if args.dicom:
+            series.append(predictor.save_dicom(result, args.out / f"{stem}_sct_dicom",
+                                               **_writer_options(args, result))[0].parent)
+        paths = []
+        for path in staged:
+            os.replace(path, args.out / path.name)
+            paths.append(args.out / path.name)
+        return paths + series
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def quiet_optional_decoders() -> None:
     """MONAI warns on every DICOM read that the optional nvImageCodec GPU decoder is absent; pydicom decodes fine."""
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
@@ -232,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_optional_decoders()
     try:
         predictor = _load_predictor(args)
+        _check_output_folder(args.out)  # after the model: a run that cannot start creates no folder
     except (FileNotFoundError, ValueError) as exc:
         print(f"drdd-med translate: error: {exc}", file=sys.stderr)
         return 2
@@ -248,13 +309,11 @@ def run(args: argparse.Namespace) -> int:
         predictor.set_progress(progress.case_callback(index, len(cases)))
         try:
             result = predictor.predict(case.path, series_uid=case.series_uid)
-            paths = predictor.save_nifti(result, args.out, case.stem)
-            if args.dicom:
-                paths.append(predictor.save_dicom(result, args.out / f"{case.stem}_sct_dicom", **_writer_options(args, result))[0].parent)
+            paths = _write_case(predictor, result, args, case.stem)
         except Exception as exc:  # report, skip, continue with the next case
             logger.debug("case %s failed", case.path, exc_info=True)
             where = str(case.path) + (f" (series {case.series_uid})" if case.series_uid else "")
-            problem = _problem(exc).removeprefix(f"{case.path}: ")  # library messages start with the path too
+            problem = _without_path(_problem(exc), case.path)  # library messages start with the path too
             failures.append((where, problem))
             print(f"FAILED {where}: {problem}", file=sys.stderr, flush=True)
         else:

@@ -30,11 +30,14 @@ from typing import Any
 import numpy as np
 from monai.data import ImageReader
 
+from drdd_med.io.input_checks import check_size
+
 __all__ = [
     "DicomSeriesError",
     "DicomSeriesReader",
     "SOURCE_SERIES_UID_KEY",
     "find_series",
+    "is_multiframe",
     "load_series",
     "load_series_datasets",
     "matches_rules",
@@ -104,11 +107,21 @@ def find_series(folder: str | Path, recursive: bool = True) -> dict[str, list[An
         if ds.file_meta.get("MediaStorageSOPClassUID", "") == _DICOMDIR_SOP_CLASS:
             continue
         _check_complete(ds, path)
+        if is_multiframe(ds) and "SeriesInstanceUID" in ds:  # kept, so that selecting it says why it is refused
+            series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+            continue
         if not all(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient", "Rows", "SeriesInstanceUID")):
             logger.debug("skipping non-image DICOM object %s (%s)", path, ds.get("SOPClassUID", "no SOP class"))
             continue
         series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
     return series
+
+
+def is_multiframe(ds: Any) -> bool:
+    """Whether a header is a multi-frame image (enhanced MR/CT: many frames, geometry in functional groups)."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        return False
+    return int(ds.get("NumberOfFrames", 1) or 1) > 1 or "PerFrameFunctionalGroupsSequence" in ds
 
 
 def _has_dicom_magic(path: Path) -> bool:
@@ -236,8 +249,10 @@ def select_series(
         condition_sets = [dict(rules)]
     for conditions in condition_sets:
         chosen = [uid for uid, h in series.items() if matches_rules(h[0], conditions)]
-        if rules is None:
-            chosen = [uid for uid in chosen if len(series[uid]) > 1]
+        if rules is None:  # a single classic slice is not a volume; a multi-frame file is refused by sort_series,
+            chosen = [uid for uid in chosen if len(series[uid]) > 1 or is_multiframe(series[uid][0])]
+            classic = [uid for uid in chosen if not is_multiframe(series[uid][0])]
+            chosen = classic or chosen  # so it is chosen only when nothing else is there (and then says why)
         if len(chosen) == 1:
             return chosen[0]
         if len(chosen) > 1:
@@ -246,6 +261,9 @@ def select_series(
                 + "; ".join(_describe(uid, series[uid]) for uid in chosen)
                 + ". Narrow the selection rules (Modality, SeriesDescription regex, ImageType) or pass series_uid."
             )
+    if rules is None:
+        raise DicomSeriesError(f"{folder}: no image series to read (localizers and single-slice series are skipped); "
+                               f"series present: {listing}.")
     raise DicomSeriesError(f"{folder}: no series matches the selection rules {rules}; series present: {listing}.")
 
 
@@ -268,8 +286,13 @@ def sort_series(headers: Sequence[Any], name: str = "series") -> list[Any]:
     if any(str(v).upper() == "LOCALIZER" for v in first.get("ImageType", []) or []):
         raise DicomSeriesError(f"{name}: is a LOCALIZER series; select the diagnostic series instead.")
     for ds in headers:
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            raise DicomSeriesError(f"{ds.filename}: multi-frame (enhanced) images are not supported; export classic single-frame images.")
+        if is_multiframe(ds):
+            kind = getattr(ds.get("SOPClassUID"), "name", "") or str(ds.get("SOPClassUID", "multi-frame image"))
+            raise DicomSeriesError(
+                f"{ds.filename}: multi-frame image ({kind}, {int(ds.get('NumberOfFrames', 1) or 1)} frames in one "
+                "file) is not supported; export the series as classic single-frame images (one file per slice) "
+                "from the scanner or PACS."
+            )
     if len(headers) < 2:
         raise DicomSeriesError(f"{name}: has {len(headers)} slice; a volume needs at least 2.")
     iop0 = np.asarray(first.ImageOrientationPatient, dtype=float)
@@ -290,16 +313,21 @@ def sort_series(headers: Sequence[Any], name: str = "series") -> list[Any]:
     steps = np.diff(dist[order])
     if np.any(steps < 1e-3):
         k = int(np.argmin(steps))
-        raise DicomSeriesError(
-            f"{name}: duplicate slice position {dist[order][k]:.3f} mm in {ordered[k].filename} and {ordered[k + 1].filename}."
-        )
+        a, b = ordered[k], ordered[k + 1]
+        same = str(a.get("SOPInstanceUID", "")) == str(b.get("SOPInstanceUID", "")) and "SOPInstanceUID" in a
+        why = ("the same image (SOPInstanceUID) is in the folder twice; remove one copy" if same else
+               "two images at one position: a repeated acquisition or another series with the same UID; keep one")
+        raise DicomSeriesError(f"{name}: duplicate slice position {dist[order][k]:.3f} mm in {a.filename} and "
+                               f"{b.filename}: {why}.")
     step = float(np.median(steps))
     bad = np.flatnonzero(np.abs(steps - step) > max(_SPACING_ABS_TOL_MM, _SPACING_REL_TOL * step))
     if bad.size:
         k = int(bad[0])
+        kind = "a gap" if steps[k] > step else "a short step"
         raise DicomSeriesError(
-            f"{name}: non-uniform slice spacing: {steps[k]:.3f} mm between {ordered[k].filename} and "
-            f"{ordered[k + 1].filename}, {step:.3f} mm elsewhere; a slice is missing or the series mixes acquisitions."
+            f"{name}: non-uniform slice spacing: {kind} of {steps[k]:.3f} mm at position {dist[order][k]:.3f} mm "
+            f"between files {ordered[k].filename} and {ordered[k + 1].filename}, {step:.3f} mm elsewhere; a slice is "
+            "missing or the series mixes acquisitions."
         )
     s = (np.asarray(ordered[-1].ImagePositionPatient, float) - np.asarray(ordered[0].ImagePositionPatient, float)) / (len(ordered) - 1)
     if np.linalg.norm(s - np.dot(s, normal) * normal) > 0.01 * np.linalg.norm(s):
@@ -323,6 +351,31 @@ def series_affine(ordered: Sequence[Any]) -> np.ndarray:
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = iop[:3] * col_spacing, iop[3:] * row_spacing, step, ipp0
     return _LPS_TO_RAS @ lps
+
+
+def _check_decodable(ordered: Sequence[Any]) -> None:
+    """Refuse compressed pixel data that no installed pydicom decoder plugin can decode, naming the syntax."""
+    from pydicom.pixels import get_decoder
+
+    seen: set[str] = set()
+    for header in ordered:
+        syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is None or str(syntax) in seen:
+            continue
+        seen.add(str(syntax))
+        if not syntax.is_compressed:
+            continue
+        try:
+            decoder = get_decoder(syntax)
+        except NotImplementedError:
+            raise DicomSeriesError(f"{header.filename}: pixel data uses transfer syntax {syntax.name} ({syntax}), "
+                                   "which pydicom cannot decode; export the series uncompressed.") from None
+        if not decoder.is_available:
+            needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+            raise DicomSeriesError(
+                f"{header.filename}: pixel data is compressed as {syntax.name} ({syntax}) and no decoder for it is "
+                f"installed (any one of: {needs}); install one or export the series uncompressed."
+            )
 
 
 def _read_pixels(ordered: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
@@ -350,6 +403,8 @@ def _load(folder: str | Path, rules: Mapping[str, Any] | None, series_uid: str |
     series = find_series(folder)
     uid = select_series(series, rules=rules, series_uid=series_uid, folder=folder)
     ordered = sort_series(series[uid], name=f"{folder} series {uid}")
+    _check_decodable(ordered)
+    check_size(f"{folder} series {uid}", (int(ordered[0].Columns), int(ordered[0].Rows), len(ordered)))
     volume, datasets = _read_pixels(ordered)
     return volume, series_affine(ordered), datasets
 

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,11 @@ class ModelConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown model config key(s) {unknown}; valid keys: {sorted(names)}.")
+        defaults = cls()
+        wrong = [f"{k}={v!r} (expected {_kind(getattr(defaults, k))})" for k, v in data.items()
+                 if not _same_kind(getattr(defaults, k), v)]
+        if wrong:
+            raise ValueError(f"model config value(s) of the wrong type: {', '.join(wrong)}.")
         return cls(**data)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -268,6 +274,22 @@ class ModelConfig:
                                         target_norm=self.target_normalize, output_dir=output_dir)
 
 
+def _kind(default: Any) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(default), "a list or null")
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    """Whether a JSON value fits a field with this default (ints are numbers; ``pixdim`` may be null or a list)."""
+    if default is None:
+        return value is None or isinstance(value, list)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
 def _unwrap_state(state: Any, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and not all(isinstance(v, torch.Tensor) for v in state.values()):
         nested = [k for k in _STATE_KEYS if isinstance(state.get(k), dict)]
@@ -299,7 +321,13 @@ def load_weights(network: nn.Module, path: str | os.PathLike, map_location: Any 
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no trained weights. Train the bundle first, or pass the bundle folder "
                                 f"that holds models/{MODEL_WEIGHTS_NAME}.")
-    state = _unwrap_state(torch.load(file, map_location=map_location, weights_only=True), file)
+    try:
+        loaded = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, empty file, pickled objects other than tensors, ...
+        first = re.sub(r"\x1b\[[0-9;]*m", "", (str(exc).strip().splitlines() or [""])[0])  # no terminal colours
+        raise ValueError(f"{file}: not a readable weights file ({type(exc).__name__}: {first}); it is truncated, "
+                         "corrupt or not saved by drdd_med training; retrain or restore it.") from exc
+    state = _unwrap_state(loaded, file)
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -164,12 +164,10 @@ class SCTPredictor:
 
     # ------------------------------------------------------------------ prediction
     def _check_input(self, path: Path) -> None:
-        from drdd_med.io.nifti import is_nifti
+        """Refuse a missing path or one that is neither NIfTI nor a folder (all input checks: ``io.input_checks``)."""
+        from drdd_med.io.input_checks import check_input_path
 
-        if not path.exists():
-            raise ValueError(f"{path}: no such file or folder.")
-        if not (path.is_dir() or is_nifti(path)):
-            raise ValueError(f"{path}: expected a NIfTI file (.nii / .nii.gz) or a folder holding one DICOM series.")
+        check_input_path(path)
 
     def _sample(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, Cs, X, Y, Z) source in [-1, 1] -> (mean, std or None), (1, Ct, X, Y, Z) in [-1, 1] units."""
@@ -189,10 +187,13 @@ class SCTPredictor:
             :class:`SCTResult` with the sCT in HU on the source's native grid.
 
         Raises:
-            ValueError: the input is missing, not a NIfTI file / DICOM folder, or not a readable volume.
+            ValueError: the input is missing, unreadable or refused by ``drdd_med.io.input_checks`` (docs/inputs.md);
+                the message starts with the path.
         """
         from monai.data import MetaTensor
         from monai.transforms import Invertd
+
+        from drdd_med.io.input_checks import load_source
 
         path = Path(path)
         self._check_input(path)
@@ -201,14 +202,8 @@ class SCTPredictor:
             preprocessing = self.config.preprocessing(divisor=int(getattr(self.network, "divisor", 1)),
                                                       dicom_rules={"SeriesInstanceUID": f"^{re.escape(series_uid)}$"})
             postprocessing = self.config.postprocessing(preprocessing)
-        try:
-            data = preprocessing({keys.IMAGE: str(path)})
-        except Exception as exc:
-            self._explain_unreadable(path, exc)
-            raise
+        data = load_source(path, preprocessing, self.config.source_modality, self.config.source_channels)
         source = data[keys.IMAGE]
-        if source.ndim != 4:
-            raise ValueError(f"{path}: expected a single-channel 3D volume, got array shape {tuple(source.shape)}.")
         mean, std = self._sample(source.as_tensor()[None].float())
         data[keys.PRED] = MetaTensor(mean[0], meta=dict(source.meta))
         if std is not None:
@@ -229,21 +224,6 @@ class SCTPredictor:
         affine = np.asarray(hu.affine, dtype=np.float64)
         logger.info("translated %s: shape %s", path.name, tuple(hu.shape[1:]))
         return SCTResult(hu=hu, std_hu=std_hu, source_datasets=datasets, affine=affine, source=path, uid_seed=uid_seed)
-
-    @staticmethod
-    def _explain_unreadable(path: Path, exc: Exception) -> None:
-        """Replace MONAI's generic "no suitable reader" error for a NIfTI file by the reader's own problem."""
-        from drdd_med.io.nifti import is_nifti
-
-        if path.is_dir() or not is_nifti(path):
-            return
-        import nibabel as nib
-
-        try:
-            np.asanyarray(nib.load(path).dataobj)
-        except Exception as cause:
-            raise ValueError(f"{path}: unreadable NIfTI file ({type(cause).__name__}: {cause}); it is truncated or "
-                             "corrupt; re-export it.") from exc
 
     @staticmethod
     def _source_headers(folder: Path, series_uid: str) -> list[Any]:

@@ -166,7 +166,112 @@ def test_matches_rules_semantics():
 def test_reader_rejects_missing_slice(tmp_path):
     files = write_series(tmp_path, _volume())
     files[3].unlink()
-    with pytest.raises(DicomSeriesError, match=r"non-uniform slice spacing.*im002\.dcm.*im004\.dcm.*missing"):
+    with pytest.raises(DicomSeriesError, match=r"non-uniform slice spacing: a gap of 5\.000 mm at position 35\.000 mm "
+                                               r"between files \S*im002\.dcm and \S*im004\.dcm, 2\.500 mm "
+                                               r"elsewhere.*missing"):
+        load_series(tmp_path)
+
+
+def test_monai_loader_reports_the_gap_instead_of_falling_back_to_its_own_dicom_reader(tmp_path):
+    """LoadImaged(reader=VolumeReader()) used to swallow the refusal and read the series with MONAI's PydicomReader."""
+    from monai.transforms import LoadImaged
+
+    from drdd_med.io.nifti import VolumeReader
+
+    files = write_series(tmp_path, _volume())
+    files[3].unlink()
+    with pytest.raises(DicomSeriesError, match="a gap of 5.000 mm"):
+        LoadImaged("image", reader=VolumeReader(), image_only=True, ensure_channel_first=True)({"image": str(tmp_path)})
+
+
+def test_duplicate_positions_say_whether_the_same_image_was_copied(tmp_path):
+    files = write_series(tmp_path / "copy", _volume())
+    shutil.copy(files[2], files[2].with_name("copy_of_im002.dcm"))
+    with pytest.raises(DicomSeriesError, match=r"duplicate slice position 35\.000 mm in .*: the same image "
+                                               r"\(SOPInstanceUID\) is in the folder twice"):
+        load_series(tmp_path / "copy")
+    files = write_series(tmp_path / "repeat", _volume())
+    ds = pydicom.dcmread(files[2])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(files[2].with_name("repeat.dcm"))
+    with pytest.raises(DicomSeriesError, match=r"duplicate slice position 35\.000 mm .*: two images at one position"):
+        load_series(tmp_path / "repeat")
+
+
+def test_gantry_tilt_is_refused(tmp_path):
+    files = write_series(tmp_path, _volume())
+    for k, f in enumerate(files):  # each slice shifted 0.5 mm along y per 2.5 mm step: an 11 degree tilt
+        ds = pydicom.dcmread(f)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [f"{x:.4f}", f"{y + 0.5 * k:.4f}", f"{z:.4f}"]
+        ds.save_as(f)
+    with pytest.raises(DicomSeriesError, match=r"not stacked along the slice normal \(gantry tilt\)"):
+        load_series(tmp_path)
+
+
+def test_enhanced_multiframe_mr_is_refused_by_name_and_a_classic_series_beside_it_still_wins(tmp_path):
+    enhanced = get_testdata_file("emri_small.dcm", download=False)  # a real Enhanced MR Image Storage file
+    (tmp_path / "only").mkdir()
+    shutil.copy(enhanced, tmp_path / "only" / "emri.dcm")
+    assert len(find_series(tmp_path / "only")) == 1  # kept (it has no top-level ImagePositionPatient)
+    with pytest.raises(DicomSeriesError, match=r"emri\.dcm: multi-frame image \(Enhanced MR Image Storage, 10 frames "
+                                               r"in one file\) is not supported; export .* classic single-frame"):
+        load_series(tmp_path / "only")
+    volume = _volume()
+    write_series(tmp_path / "both", volume, modality="MR")
+    shutil.copy(enhanced, tmp_path / "both" / "emri.dcm")
+    image, _ = load_series(tmp_path / "both")
+    np.testing.assert_array_equal(image[0].numpy(), volume)
+
+
+def _series_from_testdata(name: str, folder: Path, n: int = 3) -> Path:
+    """n slices of a pydicom single-frame MR test file, 2 mm apart (header edits only: the pixel data stays as
+    stored, compressed or not)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = generate_uid()
+    for k in range(n):
+        ds = pydicom.dcmread(get_testdata_file(name, download=False))
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+        normal = np.cross(iop[:3], iop[3:])
+        ds.ImagePositionPatient = list(np.asarray(ds.ImagePositionPatient, float) + 2.0 * k * normal)
+        ds.save_as(folder / f"{k}.dcm")
+    return folder
+
+
+def test_compressed_pixel_data_without_a_decoder_names_the_transfer_syntax(tmp_path):
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    if get_decoder(JPEGLSLossless).is_available:
+        pytest.skip("a JPEG-LS decoder is installed here")
+    folder = _series_from_testdata("MR_small_jpeg_ls_lossless.dcm", tmp_path / "jls")
+    with pytest.raises(DicomSeriesError, match=r"0\.dcm: pixel data is compressed as JPEG-LS Lossless Image "
+                                               r"Compression \(1\.2\.840\.10008\.1\.2\.4\.80\) and no decoder for "
+                                               r"it is installed"):
+        load_series(folder)
+
+
+def test_compressed_pixel_data_with_a_decoder_reads_exactly(tmp_path):
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEG2000Lossless
+
+    if not get_decoder(JPEG2000Lossless).is_available:
+        pytest.skip("no JPEG 2000 decoder installed here")
+    plain, _ = load_series(_series_from_testdata("MR_small.dcm", tmp_path / "plain"))
+    j2k, _ = load_series(_series_from_testdata("MR_small_jp2klossless.dcm", tmp_path / "j2k"))
+    np.testing.assert_array_equal(j2k.numpy(), plain.numpy())
+
+
+def test_series_too_large_is_refused_before_its_pixels_are_decoded(tmp_path, monkeypatch):
+    from drdd_med.io import dicom_series
+
+    write_series(tmp_path, _volume())  # 12 x 10 x 6 = 720 voxels
+    monkeypatch.setenv("DRDD_MED_MAX_VOXELS", "700")
+    monkeypatch.setattr(dicom_series, "_read_pixels", lambda *a: pytest.fail("pixels decoded before the size check"))
+    with pytest.raises(ValueError, match=r"series .*: 12x10x6 volume \(0 M voxels\) needs about .* more than the "
+                                         r"limit"):
         load_series(tmp_path)
 
 
@@ -225,3 +330,13 @@ def test_real_mr_derived_projections_are_rejected(tmp_path):
     mr_dir = TEST_FILES / "dicomdirtests/98892003/MR700"  # derived MR angiography projections
     with pytest.raises(DicomSeriesError, match="MR700"):
         load_series(mr_dir)
+
+
+def test_a_single_classic_slice_is_not_a_volume(tmp_path):
+    files = write_series(tmp_path, _volume((12, 10, 1)))
+    with pytest.raises(DicomSeriesError, match=r"no image series to read \(localizers and single-slice series are "
+                                               r"skipped\); series present: .*1 files"):
+        load_series(tmp_path)
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    with pytest.raises(DicomSeriesError, match="has 1 slice; a volume needs at least 2"):
+        load_series(tmp_path, series_uid=uid)
