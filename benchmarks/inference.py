@@ -312,9 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="per-scenario timeout, seconds")
     parser.add_argument("--append", action="store_true",
                         help="keep the other scenarios' rows of an existing --out file (replace rows run again)")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="rewrite the README's speed table from --out (no benchmark run)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--make-input", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.update_readme:
+        update_readme(json.loads(args.out.read_text()))
+        return 0
     if args.make_input:
         shape, folder = json.loads(args.make_input)
         print(_write_input(shape, Path(folder)))
@@ -351,6 +356,37 @@ def main(argv: list[str] | None = None) -> int:
     print(report["table"])
     print(f"\nwrote {args.out}", file=sys.stderr)
     return 1 if report["failed"] else 0
+
+
+README = REPO / "README.md"
+README_MARKERS = ("<!-- speed-table:start -->", "<!-- speed-table:end -->")
+
+
+def readme_table(report: dict[str, Any]) -> str:
+    """The README's speed table: one row per scenario, and the machine it was measured on."""
+    lines = ["| scenario | volume | precision | network evals | total s | s/slice | total / network | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        star = " (extrapolated)" if r["extrapolated"] else ""
+        lines.append(f"| {r['name']} | {'x'.join(map(str, r['shape']))} | {r.get('precision', '')} | "
+                     f"{r['evaluations']} | {r['total_s']:.1f}{star} | {r['s_per_slice']:.3f} | "
+                     f"{r['overhead_ratio']:.3f} | {r['peak_rss_mb']:.0f} |")
+    loads = [r["load_before"] for r in report["results"]] + [r["load_after"] for r in report["results"]]
+    flags = ", ".join(report.get("cpu_flags", [])) or "none"
+    lines.append("")
+    lines.append(f"Measured {report['created']} on {report['cpu']} ({report['cpus_available']} CPUs available, "
+                 f"{report['threads']} threads; bf16-relevant CPU flags: {flags}); 1-minute load average "
+                 f"{min(loads):.1f}–{max(loads):.1f} during the run. `benchmarks/results/inference.json` has every "
+                 "number.")
+    return "\n".join(lines)
+
+
+def update_readme(report: dict[str, Any], readme: Path = README) -> None:
+    """Replace the text between the README's speed-table markers by :func:`readme_table`."""
+    text = readme.read_text()
+    start, end = (text.index(m) for m in README_MARKERS)
+    text = text[: start + len(README_MARKERS[0])] + "\n" + readme_table(report) + "\n" + text[end:]
+    readme.write_text(text)
 
 
 def _write_report(report: dict[str, Any], out: Path) -> None:
