@@ -19,7 +19,7 @@ from drdd_med.diffusion.coupled import CoupledScheduler
 from drdd_med.diffusion.scheduler import DRDDScheduler
 from drdd_med.networks.checks import check_divisible
 
-__all__ = ["NoiseStageInferer", "ResidualStageInferer", "CoupledStageInferer"]
+__all__ = ["NoiseStageInferer", "ResidualStageInferer", "CoupledStageInferer", "RegressionStageInferer"]
 
 
 class _StageInferer(Inferer):
@@ -95,3 +95,21 @@ class CoupledStageInferer(_StageInferer):
         self._check(inputs, network)
         x_t = self.scheduler.add_coupled(inputs, source, noise, timesteps)
         return self._run(network, inputs, x_t, source, self.scheduler.time_input_coupled(timesteps).to(inputs.device))
+
+
+class RegressionStageInferer(_StageInferer):
+    """ŷ = net(source) of a :class:`~drdd_med.networks.RegressionNet` (direct regression: no forward process).
+
+    Pairs with :class:`~drdd_med.engines.prepare_batch.RegressionPrepareBatch`, whose ``inputs`` are the source.
+    Unlike the baseline's ``RegressionInferer`` it autocasts like the other stage inferers and does not clip.
+
+    Args:
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"``.
+    """
+
+    def __init__(self, precision: str = "fp32") -> None:
+        super().__init__(None, precision)  # type: ignore[arg-type]  # one network call, no scheduler
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module) -> torch.Tensor:  # type: ignore[override]
+        self._check(inputs, network)
+        return self._run(network, inputs, inputs)

@@ -80,7 +80,9 @@ class CoupledInferer(Inferer):
 class RegressionInferer(Inferer):
     """One call of a :class:`~drdd_med.networks.RegressionNet`: ``inferer(source, net)`` -> target.
 
-    Used for training (``SupervisedTrainer(inferer=RegressionInferer(clip=False))``) and inference.
+    Used for training (``SupervisedTrainer(inferer=RegressionInferer(clip=False))``) and inference of batches. The
+    bundle's ``regression`` method uses :class:`~drdd_med.engines.stage_inferers.RegressionStageInferer` (training,
+    with autocast) and :class:`~drdd_med.inferers.volume.VolumeRegressionInferer` (whole volumes) instead.
 
     Args:
         clip: clamp the output to [-1, 1] (keep False for training so gradients pass everywhere).

@@ -4,6 +4,9 @@ Every network evaluation of the sampler is applied to the **whole-volume state**
 windows with Gaussian blending), then one scheduler step is taken on the whole volume, and the initial noise z is
 one seeded tensor for the whole volume. The full sampler is never run per slice or per window, so there are no
 seams between windows and neighbouring slices share one noise field (MONAI_NOTES.md §7).
+
+:class:`VolumeRegressionInferer` evaluates a direct-regression model over a volume with the same slice batches,
+sliding windows, precision and memory layout: one network evaluation per volume.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from monai.inferers import SlidingWindowInferer
+from monai.utils import convert_to_tensor
 from torch import nn
 
 from drdd_med import runtime
 from drdd_med.diffusion.sampling import ModelFn
 from drdd_med.inferers.inferer import DRDDInferer, check_noise_level
+from drdd_med.keys import UNIT_MAX, UNIT_MIN
 from drdd_med.networks.checks import check_finite
 
-__all__ = ["VolumeDRDDInferer", "slice_stack", "slices_per_call", "uses_channels_last", "MODES"]
+__all__ = ["VolumeDRDDInferer", "VolumeRegressionInferer", "slice_stack", "slices_per_call", "uses_channels_last",
+           "MODES"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +197,16 @@ class VolumeDRDDInferer(DRDDInferer):
     def _uses_channels_last(self, device: torch.device) -> bool:
         return uses_channels_last(self.mode, device, self.channels_last)
 
+    def _format_network(self, network: nn.Module, device: torch.device) -> None:
+        """Convert a 2D network's weights to channels-last (once per volume) when its inputs run channels-last."""
+        if self._uses_channels_last(device) and isinstance(network, nn.Module):
+            network.to(memory_format=torch.channels_last)
+
+    def _evaluate(self, network: nn.Module, x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor,
+                  stage: str) -> torch.Tensor:
+        """One network call on a padded batch of state ``x`` and ``source``: the DRDD net's ``stage`` output."""
+        return network(x, source, t_input[:1].expand(x.shape[0]), stage=stage)
+
     def _volume_fn(self, network: nn.Module, stage: str) -> ModelFn:
         divisor = int(getattr(network, "divisor", 1))
 
@@ -200,10 +216,9 @@ class VolumeDRDDInferer(DRDDInferer):
             if self._uses_channels_last(x.device):
                 x_in = x_in.contiguous(memory_format=torch.channels_last)
                 s_in = s_in.contiguous(memory_format=torch.channels_last)
-            t = t_input[:1].expand(x_in.shape[0])
             precision = runtime.resolve_precision(self.precision, x.device)
             with runtime.autocast(x.device, precision):
-                out = network(x_in, s_in, t, stage=stage)
+                out = self._evaluate(network, x_in, s_in, t_input, stage)
             return out.float()[crop]
 
         stacked: dict[int, torch.Tensor] = {}  # the source is fixed during sampling: build its slice stack once
@@ -252,6 +267,74 @@ class VolumeDRDDInferer(DRDDInferer):
         residual_steps = kwargs.get("residual_steps") or self.residual_steps
         noise_steps = self.noise_steps if kwargs.get("noise_steps") is None else kwargs["noise_steps"]
         self._calls, self._total = 0, (int(residual_steps) + int(noise_steps)) * int(kwargs["num_samples"])
-        if self._uses_channels_last(source.device) and isinstance(network, nn.Module):
-            network.to(memory_format=torch.channels_last)
+        self._format_network(network, source.device)
         return super().sample(source, network, *args, **kwargs)
+
+
+class VolumeRegressionInferer(VolumeDRDDInferer):
+    """Direct regression of a whole volume ``(1, Cs, X, Y, Z)`` with a 2D, 2.5D or 3D
+    :class:`~drdd_med.networks.RegressionNet`: one network evaluation per volume, output clamped to [-1, 1].
+
+    The volume goes through :class:`VolumeDRDDInferer`'s machinery unchanged (slice batches or Gaussian-blended
+    sliding windows, padding to the network's divisor, precision autocast, channels-last on CPU); only the network
+    call differs: ``network(source)``. A zero tensor of the target's shape stands in for the sampler's state, so the
+    slice loop and the windows fill an output of that shape.
+
+    The model is deterministic: there are no sampling steps (``residual_steps == noise_steps == 0``), ``num_samples``
+    must be 1 and ``seed`` is accepted and has no effect.
+
+    Args:
+        mode: ``"2d"``, ``"2.5d"`` or ``"3d"``.
+        num_slices: source slices per 2.5D input (odd).
+        num_samples: must be 1.
+        clip: clamp the output to [-1, 1].
+        kwargs: other :class:`VolumeDRDDInferer` options (``slice_batch``, ``roi_size``, ``sw_batch_size``,
+            ``overlap``, ``progress``, ``precision``, ``channels_last``, ``seed``).
+
+    Raises:
+        ValueError: ``num_samples != 1``, or a sampling option (``residual_steps``, ``noise_steps``, ``eta``, ...).
+
+    Example:
+        >>> inferer = ModelConfig(method="regression", preset="tiny").build_inferer()
+        >>> sct = inferer(mr_volume, regression_net)  # (1, 1, X, Y, Z) in [-1, 1]
+    """
+
+    _SAMPLING_OPTIONS = ("residual_steps", "noise_steps", "eta", "subtract_noise", "allow_noise_level_mismatch")
+
+    def __init__(self, mode: str = "2d", num_slices: int = 1, num_samples: int = 1, clip: bool = True,
+                 **kwargs: Any) -> None:
+        if int(num_samples) != 1:
+            raise ValueError(f"num_samples={num_samples}: a regression model is deterministic and has no samples to "
+                             "average or spread over (no uncertainty map); use num_samples=1 (--samples 1).")
+        sampling = sorted(set(kwargs) & set(self._SAMPLING_OPTIONS))
+        if sampling:
+            raise ValueError(f"{sampling}: a regression model has no sampling steps (one network evaluation per "
+                             "volume); drop these options (--steps) for it.")
+        super().__init__(None, residual_steps=0, noise_steps=0, mode=mode, num_slices=num_slices, clip=clip,
+                         **kwargs)
+
+    def _evaluate(self, network: nn.Module, x: torch.Tensor, source: torch.Tensor, t_input: Any,
+                  stage: str) -> torch.Tensor:
+        return network(source)
+
+    @torch.no_grad()
+    def sample(self, source: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The (1, Ct, X, Y, Z) prediction in [-1, 1] for a (1, Cs, X, Y, Z) source in [-1, 1].
+
+        Raises:
+            ValueError: a sampling argument is passed (there is nothing to sample).
+        """
+        if args or kwargs:
+            raise ValueError(f"a regression model takes no sampling arguments, got {list(args) + sorted(kwargs)}.")
+        source = convert_to_tensor(source, track_meta=False)
+        self.validate(source, network)
+        self._calls, self._total = 0, 1
+        self._format_network(network, source.device)
+        template = source.new_zeros((1, self.target_channels(source, network), *source.shape[2:]))
+        was_training = network.training
+        network.eval()
+        try:
+            out = self._volume_fn(network, "regression")(template, source, None)
+        finally:
+            network.train(was_training)
+        return out.clamp(UNIT_MIN, UNIT_MAX) if self.clip else out

@@ -23,6 +23,7 @@ class RegressionNet(nn.Module):
         super().__init__()
         self.net = net
         self.divisor = network_divisor(net)
+        self.source_channels = getattr(net, "in_channels", None)
         self.target_channels = getattr(net, "out_channels", None)
 
     def forward(self, source: torch.Tensor) -> torch.Tensor:

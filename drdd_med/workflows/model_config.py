@@ -1,9 +1,13 @@
-"""ModelConfig: everything needed to rebuild a trained DRDD model and its pre-/post-processing.
+"""ModelConfig: everything needed to rebuild a trained model and its pre-/post-processing.
 
 A trained bundle holds two files side by side::
 
-    <bundle>/models/model.pt            DRDDNet state dict (EMA weights), tensors only
+    <bundle>/models/model.pt            DRDDNet (or RegressionNet) state dict (EMA weights), tensors only
     <bundle>/models/model_config.json   ModelConfig.to_dict()
+
+``method`` says which model it is: ``"drdd"`` (two-stage sampling; the default, and what a config file without the
+key means) or ``"regression"`` (one :class:`~drdd_med.networks.RegressionNet` evaluation per volume, the baseline
+a physicist compares DRDD with).
 
 Training writes both (:func:`save_model`); inference (:class:`~drdd_med.workflows.predictor.SCTPredictor`,
 ``drdd-med translate``, the bundle's ``inference.json``) rebuilds the network, scheduler, volume inferer and
@@ -28,13 +32,15 @@ from torch import nn
 
 from drdd_med import keys
 
-__all__ = ["MODEL_CONFIG_NAME", "MODEL_WEIGHTS_NAME", "ModelConfig", "load_weights", "model_paths", "save_model"]
+__all__ = ["METHODS", "MODEL_CONFIG_NAME", "MODEL_WEIGHTS_NAME", "ModelConfig", "load_weights", "model_paths",
+           "save_model"]
 
 logger = logging.getLogger(__name__)
 
 MODEL_CONFIG_NAME = "model_config.json"
 MODEL_WEIGHTS_NAME = "model.pt"
 _MODES = ("2d", "2.5d", "3d")
+METHODS = ("drdd", "regression")
 # Wrappers a checkpoint may put around the state dict (Ignite CheckpointSaver dicts, EMA / DDP modules).
 _STATE_KEYS = ("ema", "network", "model", "state_dict", "net")
 
@@ -60,7 +66,7 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 @dataclass
 class ModelConfig:
-    """How a DRDD model was built and trained, and how its inputs and outputs are mapped.
+    """How a DRDD or regression model was built and trained, and how its inputs and outputs are mapped.
 
     Attributes:
         mode: ``"2d"`` (axial slices), ``"2.5d"`` (``num_slices`` neighbouring source slices as channels) or
@@ -85,6 +91,8 @@ class ModelConfig:
         model_version: version string; part of every DICOM UID written for this model.
         pixdim: resample inputs to this spacing (mm) before the network and back afterwards; None keeps the
             native grid (the default for 2D / 2.5D models).
+        method: ``"drdd"`` or ``"regression"`` (a :class:`~drdd_med.networks.RegressionNet` with the preset's
+            residual-net architecture, source in, target out; the noise and step settings do not apply to it).
 
     Example:
         >>> config = ModelConfig(mode="2.5d", num_slices=3, preset="tiny")
@@ -115,13 +123,17 @@ class ModelConfig:
     target_modality: str = "CT"
     model_version: str = "drdd-0.1.0"
     pixdim: list[float] | None = None
+    method: str = "drdd"
 
     def __post_init__(self) -> None:
         self.mode = str(self.mode).lower()
+        self.method = str(self.method).lower()
         self.roi_size = [int(r) for r in self.roi_size]
         self.network_overrides = dict(self.network_overrides)
         self.pixdim = None if self.pixdim is None else [float(p) for p in self.pixdim]
         problems = []
+        if self.method not in METHODS:
+            problems.append(f"method={self.method!r} must be one of {list(METHODS)}")
         if self.mode not in _MODES:
             problems.append(f"mode={self.mode!r} must be one of {list(_MODES)}")
         if self.num_slices < 1 or self.num_slices % 2 == 0:
@@ -221,9 +233,13 @@ class ModelConfig:
 
     # ------------------------------------------------------------------ builders
     def build_network(self) -> nn.Module:
-        """A freshly initialised :class:`~drdd_med.networks.DRDDNet` of this architecture."""
-        from drdd_med.networks.factory import build_drdd_net
+        """A freshly initialised :class:`~drdd_med.networks.DRDDNet` (``method="regression"``: a
+        :class:`~drdd_med.networks.RegressionNet`) of this architecture."""
+        from drdd_med.networks.factory import build_drdd_net, build_regression_net
 
+        if self.method == "regression":
+            return build_regression_net(self.spatial_dims, self.network_source_channels, self.target_channels,
+                                        self.preset, **self.network_overrides)
         return build_drdd_net(self.spatial_dims, self.network_source_channels, self.target_channels, self.preset,
                               self.noise_conditioned, noise_level=self.noise_level, **self.network_overrides)
 
@@ -235,19 +251,25 @@ class ModelConfig:
                              residual_schedule=self.residual_schedule)
 
     def build_inferer(self, **overrides: Any) -> Any:
-        """A :class:`~drdd_med.inferers.volume.VolumeDRDDInferer` for whole volumes.
+        """A :class:`~drdd_med.inferers.volume.VolumeDRDDInferer` for whole volumes (``method="regression"``: a
+        :class:`~drdd_med.inferers.volume.VolumeRegressionInferer`).
 
         Args:
             overrides: ``VolumeDRDDInferer`` options (``residual_steps``, ``noise_steps``, ``seed``,
                 ``num_samples``, ``eta``, ``progress``, ``slice_batch``, ``sw_batch_size``, ``overlap``, ...);
                 None values keep the config's defaults.
-        """
-        from drdd_med.inferers.volume import VolumeDRDDInferer
 
-        options: dict[str, Any] = {"residual_steps": self.residual_steps, "noise_steps": self.noise_steps,
-                                   "mode": self.mode, "num_slices": self.num_slices, "roi_size": tuple(self.roi_size)}
-        options.update({k: v for k, v in overrides.items() if v is not None})
-        return VolumeDRDDInferer(self.build_scheduler(), **options)
+        Raises:
+            ValueError: for a regression model, ``num_samples > 1`` or a sampling option (steps, ``eta``).
+        """
+        from drdd_med.inferers.volume import VolumeDRDDInferer, VolumeRegressionInferer
+
+        options: dict[str, Any] = {"mode": self.mode, "num_slices": self.num_slices, "roi_size": tuple(self.roi_size)}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if self.method == "regression":
+            return VolumeRegressionInferer(**(options | given))
+        steps = {"residual_steps": self.residual_steps, "noise_steps": self.noise_steps}
+        return VolumeDRDDInferer(self.build_scheduler(), **(steps | options | given))
 
     def preprocessing(self, source_key: str = keys.IMAGE, divisor: int = 1, dicom_rules: Any = None) -> Any:
         """Inference preprocessing: load (NIfTI or DICOM folder), RAS, [-1, 1], divisible padding.

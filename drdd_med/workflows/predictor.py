@@ -8,8 +8,9 @@ One object serves the translate CLI, the evaluation workflow, the PACS job and t
     predictor.save_dicom(result, "out/case01_sct_dicom")    # CT series with deterministic UIDs
 
 The volume is sampled by :class:`~drdd_med.inferers.volume.VolumeDRDDInferer` (whole-volume state, slice batches
-or sliding windows: memory is bounded by ``slice_batch`` / ``roi_size``, not by the volume), then mapped back to HU
-and to the source's grid and orientation by the config's ``Invertd`` post-processing.
+or sliding windows: memory is bounded by ``slice_batch`` / ``roi_size``, not by the volume), or, for a model of
+method ``"regression"``, predicted in one network evaluation by its subclass ``VolumeRegressionInferer``; then mapped
+back to HU and to the source's grid and orientation by the config's ``Invertd`` post-processing.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def _file_digest(path: Path) -> str:
 
 
 class SCTPredictor:
-    """Translate source volumes (NIfTI files or DICOM series folders) to synthetic CT with a DRDD model.
+    """Translate source volumes (NIfTI files or DICOM series folders) to synthetic CT with a DRDD or regression model.
 
     Args:
-        network: the trained :class:`~drdd_med.networks.DRDDNet` (or any module with its call convention).
+        network: the trained :class:`~drdd_med.networks.DRDDNet` (or any module with its call convention), or the
+            :class:`~drdd_med.networks.RegressionNet` of a ``method="regression"`` config.
         config: the model's :class:`~drdd_med.workflows.model_config.ModelConfig`.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         residual_steps: residual steps (None: the config's).
@@ -151,9 +153,13 @@ class SCTPredictor:
         """Version string written into DICOM UIDs and SoftwareVersions.
 
         The config's ``model_version`` for the default sampling settings; other steps, sample counts or seeds give a
-        different sCT, so they are appended and yield a new series instead of overwriting the default one.
+        different sCT, so they are appended and yield a new series instead of overwriting the default one. A
+        regression model (deterministic, no sampling settings) appends its method, so that it never shares UIDs with
+        a DRDD model of the same version.
         """
         config = self.config
+        if config.method != "drdd":
+            return f"{config.model_version}+{config.method}"
         if self.steps == (config.residual_steps, config.noise_steps) and self.num_samples == 1 and self.seed == 0:
             return config.model_version
         return f"{config.model_version}+r{self.steps[0]}n{self.steps[1]}k{self.num_samples}s{self.seed}"
@@ -272,8 +278,12 @@ class SCTPredictor:
 
         config = self.config
         r, n = self.steps
-        description = (f"Synthetic CT from {config.source_modality} by DRDD {config.mode} ({config.preset}), "
-                       f"{r}+{n} steps, noise level {config.noise_level:g}, {self.num_samples} sample(s)")
+        if config.method == "regression":
+            description = (f"Synthetic CT from {config.source_modality} by direct regression {config.mode} "
+                           f"({config.preset}), one network evaluation")
+        else:
+            description = (f"Synthetic CT from {config.source_modality} by DRDD {config.mode} ({config.preset}), "
+                           f"{r}+{n} steps, noise level {config.noise_level:g}, {self.num_samples} sample(s)")
         writer_options.setdefault("derivation_description", description)
         return write_sct_series(result.hu[0].numpy(), result.affine, out_dir, result.source_datasets,
                                 model_version=self.output_version, source_uid_seed=result.uid_seed, **writer_options)

@@ -1,9 +1,10 @@
-"""Staged DRDD training for the bundle: resumable stage checkpoints, skip-when-complete, EMA model, final export.
+"""Staged training for the bundle: resumable stage checkpoints, skip-when-complete, EMA model, final export.
 
-Each stage (``noise``, ``residual``, or ``joint``) is a stock MONAI trainer plus a :class:`StageCheckpoint` handler
-that writes ``<model_dir>/<stage>_checkpoint.pt`` atomically every ``interval`` iterations and at the end. The file
-holds the stage's network, optimizer, LR scheduler and EMA state dicts plus the trainer's iteration: tensors and
-plain Python types only, so it loads with ``torch.load(weights_only=True)``.
+Each stage (``noise``, ``residual``, or ``joint`` for DRDD; ``regression`` for the direct-regression method) is a
+stock MONAI trainer plus a :class:`StageCheckpoint` handler that writes ``<model_dir>/<stage>_checkpoint.pt``
+atomically every ``interval`` iterations and at the end. The file holds the stage's network, optimizer, LR
+scheduler and EMA state dicts plus the trainer's iteration: tensors and plain Python types only, so it loads with
+``torch.load(weights_only=True)``.
 
 :func:`run_stage` loads that checkpoint before running the trainer:
 
@@ -14,7 +15,8 @@ plain Python types only, so it loads with ``torch.load(weights_only=True)``.
   restart a finished engine from scratch.
 
 :func:`export_model` then writes ``model.pt`` (one :class:`~drdd_med.networks.DRDDNet` state dict of the EMA weights
-of both stages) and ``model_config.json``, which is all inference needs.
+of both stages, or the :class:`~drdd_med.networks.RegressionNet`'s) and ``model_config.json``, which is all
+inference needs.
 
 Example (what ``train.json`` wires up)::
 
@@ -39,8 +41,10 @@ from torch import nn
 
 from drdd_med.engines.ema import ModelEMA
 from drdd_med.networks.drdd_net import NOISE, RESIDUAL, DRDDNet
+from drdd_med.networks.regression import RegressionNet
 
-__all__ = ["StageCheckpoint", "run_stage", "ema_network", "export_model", "is_rank0", "TRAINER_KEY", "ROLES"]
+__all__ = ["StageCheckpoint", "run_stage", "ema_network", "export_model", "role_networks", "require_method",
+           "is_rank0", "TRAINER_KEY", "ROLES", "REGRESSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ logger = logging.getLogger(__name__)
 TRAINER_KEY = "trainer"
 #: The two networks of a DRDDNet; a checkpoint stores ``<role>_net``, ``<role>_ema``, ``<role>_optimizer``, ...
 ROLES = (NOISE, RESIDUAL)
+#: The role of a RegressionNet, the one network of the ``regression`` method (``regression_ema``, ...).
+REGRESSION = "regression"
 
 
 def is_rank0() -> bool:
@@ -58,6 +64,26 @@ def is_rank0() -> bool:
 
 def _unwrap(network: nn.Module) -> nn.Module:
     return network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
+
+
+def role_networks(network: nn.Module) -> dict[str, nn.Module]:
+    """The networks a model's stage checkpoints train, by role: ``noise`` and ``residual`` of a DRDDNet, or
+    ``regression`` (the whole network) of a RegressionNet."""
+    net = _unwrap(network)
+    if isinstance(net, RegressionNet):
+        return {REGRESSION: net}
+    return {role: getattr(net, f"{role}_net") for role in ROLES}
+
+
+def require_method(configured: str, method: str, run_id: str) -> None:
+    """Refuse to run ``run_id``, which trains a ``method`` model, when the bundle's ``method`` is ``configured``.
+
+    Raises:
+        ValueError: naming the ``--method`` override to add.
+    """
+    if str(configured).lower() != method:
+        raise ValueError(f"run id {run_id!r} trains a {method} model but the bundle's method is {configured!r}; add "
+                         f"--method {method}.")
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -217,16 +243,17 @@ def ema_network(network: nn.Module, noise_ema: ModelEMA, residual_ema: ModelEMA)
 
 def export_model(model_config: Any, model_dir: str | os.PathLike, checkpoints: Sequence[str | os.PathLike],
                  weights_name: str = "model.pt") -> Path | None:
-    """Write ``<model_dir>/model.pt`` (EMA weights of both stages) and ``<model_dir>/model_config.json``.
+    """Write ``<model_dir>/model.pt`` (EMA weights of every trained network) and ``<model_dir>/model_config.json``.
 
-    Each existing checkpoint contributes the EMA weights it holds (``noise_ema`` / ``residual_ema``), later files
+    Each existing checkpoint contributes the EMA weights it holds for the config's network (``noise_ema`` /
+    ``residual_ema`` of a DRDD model, ``regression_ema`` of a regression model; :func:`role_networks`), later files
     overriding earlier ones. A network no checkpoint has trained keeps its initial weights, with a warning.
     Only rank 0 writes.
 
     Args:
         model_config: the :class:`~drdd_med.workflows.model_config.ModelConfig` of the trained network.
         model_dir: output folder.
-        checkpoints: stage checkpoint files, e.g. the noise and the residual stage's.
+        checkpoints: stage checkpoint files, e.g. the noise and the residual stage's, or the regression stage's.
         weights_name: weights file name.
 
     Returns:
@@ -238,23 +265,25 @@ def export_model(model_config: Any, model_dir: str | os.PathLike, checkpoints: S
     if not is_rank0():
         return None
     network = model_config.build_network()
+    roles = role_networks(network)
     trained: dict[str, Path] = {}
     for file in map(Path, checkpoints):
         if not file.is_file():
             continue
         state = torch.load(file, map_location="cpu", weights_only=True)
-        for role in ROLES:
+        for role, module in roles.items():
             if f"{role}_ema" not in state:
                 continue
-            ema = ModelEMA(getattr(network, f"{role}_net"))
+            ema = ModelEMA(module)
             ema.load_state_dict(state[f"{role}_ema"])
             if int(ema.num_updates) > 0:
-                getattr(network, f"{role}_net").load_state_dict(ema.ema_model.state_dict())
+                module.load_state_dict(ema.ema_model.state_dict())
                 trained[role] = file
     if not trained:
-        raise ValueError(f"none of {[str(c) for c in checkpoints]} holds trained weights; train the bundle first "
-                         "(run id 'training', 'train_noise', 'train_residual' or 'train_joint').")
-    for role in ROLES:
+        raise ValueError(f"none of {[str(c) for c in checkpoints]} holds trained weights for a {model_config.method} "
+                         "model; train the bundle first (run id 'training', 'train_noise', 'train_residual' or "
+                         "'train_joint'; 'train_regression' with --method regression).")
+    for role in roles:
         if role not in trained:
             logger.warning("the %s network has not been trained (no %s checkpoint); model.pt holds its initial weights",
                            role, role)
