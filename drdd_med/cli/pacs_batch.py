@@ -11,6 +11,10 @@ import logging
 import signal
 import threading
 from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from drdd_med.pacs.logs import DecoderWarnings
 
 __all__ = ["add_parser", "run", "EXIT_CONFIG"]
 
@@ -50,14 +54,20 @@ def _print_plan(summary) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; returns the exit code (see the module docstring)."""
+    from drdd_med.pacs.logs import setup_job_logging
+
+    # pynetdicom's protocol log and pydicom's warnings quote header values: keep patient data out of the log.
+    decoder_warnings = setup_job_logging(args.log_level)
+    try:
+        return _run(args, decoder_warnings)
+    finally:
+        decoder_warnings.uninstall()
+
+
+def _run(args: argparse.Namespace, decoder_warnings: DecoderWarnings) -> int:
     from drdd_med.pacs.config import PacsConfigError, load_config
     from drdd_med.pacs.job import EXIT_LOCKED, JobLockedError, PacsBatchJob, build_translator
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("drdd_med").setLevel(args.log_level)
-    # pynetdicom logs whole C-FIND identifiers and datasets at INFO/DEBUG: keep patient data out of the logs.
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
         if args.translator:
@@ -82,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
             except JobLockedError as exc:
                 logger.error("%s", exc)
                 return EXIT_LOCKED
+            finally:
+                withheld = decoder_warnings.take()
+                if withheld:
+                    logger.info("withheld %d third-party decoder warning(s) (%s): they quote header values, which "
+                                "can be patient data", sum(withheld.values()),
+                                ", ".join(f"{k}: {v}" for k, v in sorted(withheld.items())))
             if args.dry_run:
                 _print_plan(summary)
                 return summary.exit_code

@@ -2,7 +2,9 @@
 
 Modules: :mod:`~drdd_med.pacs.config` (``pacs.json``), :mod:`~drdd_med.pacs.selection` (series rules),
 :mod:`~drdd_med.pacs.journal` (SQLite state), :mod:`~drdd_med.pacs.scu` / :mod:`~drdd_med.pacs.scp`
-(pynetdicom), :mod:`~drdd_med.pacs.series_checks` and :mod:`~drdd_med.pacs.job` (the orchestration).
+(pynetdicom), :mod:`~drdd_med.pacs.series_checks`, :mod:`~drdd_med.pacs.job` (the orchestration) and
+:mod:`~drdd_med.pacs.logs` (what the job's log may show). :mod:`~drdd_med.pacs.testing` starts real PACS servers
+on 127.0.0.1 for the integration tests and the chaos benchmark.
 Needs ``pynetdicom`` (the ``pacs`` extra); it is imported only where used.
 """
 

@@ -26,7 +26,7 @@ _RETRIEVE_MODES = ("move", "get")
 _DEFAULTS: dict[str, Any] = {
     "ae_title": "DRDD", "bind": "127.0.0.1", "port": 11113, "destination": None, "retrieve": "move",
     "query": {"Modality": "MR"}, "bundle": None, "inference": {}, "translator": None,
-    "max_attempts": 3, "retry_backoff_s": 300.0,
+    "max_attempts": 3, "max_interruptions": 5, "retry_backoff_s": 300.0,
     "max_series_per_run": 100, "queue_size": 1, "keep_work": False,
     "acse_timeout_s": 30.0, "dimse_timeout_s": 120.0, "network_timeout_s": 120.0, "connection_timeout_s": 10.0,
     "retrieve_timeout_s": 1800.0, "poll_interval_s": 600.0,
@@ -72,6 +72,7 @@ class PacsConfig:
     inference: dict[str, Any] = field(default_factory=dict)
     translator: str | None = None
     max_attempts: int = 3
+    max_interruptions: int = 5
     retry_backoff_s: float = 300.0
     max_series_per_run: int = 100
     queue_size: int = 1
@@ -185,7 +186,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".", source: str = 
         problems.append(f"inference: {values['inference']!r} must be an object")
     if "state_dir" in raw and (not isinstance(raw["state_dir"], str) or not raw["state_dir"]):
         problems.append(f"state_dir: {raw['state_dir']!r} must be a directory path")
-    for key in ("max_attempts", "max_series_per_run", "queue_size"):
+    for key in ("max_attempts", "max_interruptions", "max_series_per_run", "queue_size"):
         _number(values[key], key, problems, 1, integer=True)
     for key in ("retry_backoff_s", "acse_timeout_s", "dimse_timeout_s", "network_timeout_s",
                 "connection_timeout_s", "retrieve_timeout_s", "poll_interval_s"):

@@ -2,7 +2,9 @@
 
 One pass (:meth:`PacsBatchJob.run`):
 
-1. take the state-dir lock (one job per state dir), open the journal, delete orphan ``*.partial`` work folders;
+1. take the state-dir lock (one job per state dir), open the journal, count the series whose step a killed job left
+   unfinished (:meth:`~drdd_med.pacs.journal.Journal.recover_interrupted`), delete orphan ``*.partial`` work folders
+   and the work folders of finished series;
 2. C-FIND the series of ``query``; record the ones the rules select (or cannot yet rule out) as ``found``;
 3. process every due journal row (new, interrupted, or failed with attempts left and backoff elapsed), at most
    ``max_series_per_run``: a retriever thread fetches series into ``<work>/source.partial``, checks that the series is
@@ -14,7 +16,10 @@ One pass (:meth:`PacsBatchJob.run`):
 
 Crash safety: a state names the last completed step and is written after the step's output was renamed into place;
 a rerun deletes ``*.partial`` folders and starts a series over unless its sCT folder is complete, in which case it
-only stores it again (the sCT UIDs are deterministic, so a repeated C-STORE replaces identical instances).
+only stores it again (the sCT UIDs are deterministic, so a repeated C-STORE replaces identical instances). A kill is
+not a failure: it does not use up ``max_attempts``, and a series that was being worked on when the job died goes to
+the back of the next pass's queue, so a series that crashes the job every time cannot hold up the others (after
+``max_interruptions`` such crashes it is marked ``failed``).
 """
 
 from __future__ import annotations
@@ -120,10 +125,13 @@ class PacsBatchJob:
             self._translator = build_translator(self.config)
         return self._translator
 
+    @staticmethod
+    def _tag(model_version: str) -> str:
+        return hashlib.sha256(model_version.encode()).hexdigest()[:8]
+
     def work_dir(self, series_uid: str) -> Path:
         """Per-series work folder (series UID + a short hash of the model version)."""
-        tag = hashlib.sha256(self.translator.model_version.encode()).hexdigest()[:8]
-        return self.config.work_dir / f"{series_uid}-{tag}"
+        return self.config.work_dir / f"{series_uid}-{self._tag(self.translator.model_version)}"
 
     # ------------------------------------------------------------------------------------------------ pass
     def run(self, dry_run: bool = False) -> JobSummary:
@@ -143,6 +151,7 @@ class PacsBatchJob:
                 finally:
                     summary.wall_s = time.monotonic() - start
                     if run_id is not None:
+                        journal.clear_running()  # this pass ends without a crash: nothing was interrupted
                         journal.finish_run(run_id, selected=len(summary.planned), stored=len(summary.stored),
                                            failed=len(summary.failed), skipped=len(summary.skipped),
                                            wall_s=summary.wall_s, series_per_hour=summary.series_per_hour,
@@ -159,7 +168,9 @@ class PacsBatchJob:
     def _pass(self, journal: jr.Journal, summary: JobSummary, dry_run: bool) -> None:
         model_version = self.translator.model_version
         if not dry_run:
-            self._remove_orphans()
+            for uid in journal.recover_interrupted(self.config.max_interruptions):
+                logger.warning("series %s: the previous job stopped while working on it; resuming it last", uid)
+            self._remove_orphans(journal, model_version)
         try:
             identifiers = find_series(self.config, condition_keywords(self.config.selections))
         except PacsError as exc:
@@ -189,16 +200,30 @@ class PacsBatchJob:
                     new.append(PlannedSeries(uid, study, name, "new", 0, expected[uid]))
                 else:
                     journal.add_found(uid, model_version, study_uid=study, selection=name)
+        entries = [e for e in journal.entries() if e.model_version == model_version
+                   and journal.is_due(e, self.config.max_attempts, max_interruptions=self.config.max_interruptions)]
+        entries.sort(key=lambda e: e.interruptions)  # stable: a series that was running when a job died goes last
         due = [PlannedSeries(e.series_uid, e.study_uid, e.selection, e.state, e.attempts, expected.get(e.series_uid))
-               for e in journal.entries()
-               if e.model_version == model_version and journal.is_due(e, self.config.max_attempts)]
+               for e in entries]
         return (due + new)[: self.config.max_series_per_run]
 
-    def _remove_orphans(self) -> None:
+    def _remove_orphans(self, journal: jr.Journal, model_version: str) -> None:
+        """Delete ``*.partial`` folders, and the work folders (of this model version) of series that are finished
+        or unknown to the journal: a kill between the journal update and the clean-up leaves them behind."""
         work = self.config.work_dir
-        for partial in list(work.glob("*/*.partial")) if work.exists() else []:
+        if not work.exists():
+            return
+        for partial in list(work.glob("*/*.partial")):
             logger.info("removing unfinished work folder %s", partial)
             shutil.rmtree(partial, ignore_errors=True)
+        suffix = "-" + self._tag(model_version)
+        for folder in list(work.iterdir()):
+            if not folder.is_dir() or not folder.name.endswith(suffix):
+                continue
+            entry = journal.get(folder.name[: -len(suffix)], model_version)
+            if entry is None or entry.state == jr.SKIPPED or (entry.state == jr.STORED and not self.config.keep_work):
+                logger.info("removing the work folder of a finished series: %s", folder)
+                shutil.rmtree(folder, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------------- pipeline
     def _process(self, journal: jr.Journal, summary: JobSummary, model_version: str) -> None:
@@ -276,6 +301,7 @@ class PacsBatchJob:
         entry = journal.get(task.series_uid, model_version)
         if (work / "sct").is_dir() and entry is not None and entry.sct_series_uid:
             logger.info("series %s: sCT already written, storing it again", task.series_uid)
+            journal.set_running(task.series_uid, model_version, False)  # waits in the queue until stored
             return _Ready(task, work, store_only=True)
         shutil.rmtree(work, ignore_errors=True)
         partial = work / "source.partial"
@@ -306,6 +332,7 @@ class PacsBatchJob:
 
     def _translate_and_store(self, journal: jr.Journal, summary: JobSummary, item: _Ready, model_version: str) -> None:
         task, work = item.task, item.work
+        journal.set_running(task.series_uid, model_version)
         try:
             if not item.store_only:
                 start = time.monotonic()

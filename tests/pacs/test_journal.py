@@ -95,3 +95,66 @@ def test_runs_table_records_the_summary(tmp_path, journal):
                       "FROM runs").fetchone()
     con.close()
     assert row == (3, 2, 1, 1800.0, 1, 1)
+
+
+def test_a_kill_is_an_interruption_not_a_failure(journal):
+    journal.add_found(UID, MV, study_uid="1.2", selection="t1")
+    for killed in (1, 2, 3, 4):  # more kills than max_attempts
+        journal.begin_attempt(UID, MV)  # ... and the job dies here
+        assert journal.recover_interrupted(max_interruptions=5) == [UID]
+        entry = journal.get(UID, MV)
+        assert (entry.state, entry.running, entry.interruptions, entry.attempts, entry.failures) == (
+            FOUND, 0, killed, killed, 0)
+        assert journal.is_due(entry, max_attempts=3)
+    assert journal.recover_interrupted(max_interruptions=5) == []  # nothing running any more
+    journal.begin_attempt(UID, MV)
+    journal.fail(UID, MV, "PACS down", backoff_s=100.0)
+    entry = journal.get(UID, MV)
+    assert entry.failures == 1 and entry.next_attempt_at - time.time() == pytest.approx(100.0, abs=5)
+
+
+def test_a_series_that_keeps_crashing_the_job_is_failed_with_a_reason(journal):
+    journal.add_found(UID, MV, study_uid="1.2", selection="t1")
+    for _ in range(3):
+        journal.begin_attempt(UID, MV)
+        journal.recover_interrupted(max_interruptions=3)
+    entry = journal.get(UID, MV)
+    assert entry.state == FAILED and entry.interruptions == 3 and "stopped 3 times" in entry.reason
+    assert not journal.is_due(entry, max_attempts=3, max_interruptions=3)  # stays failed: the reason tells why
+
+
+def test_only_steps_at_work_count_as_interrupted(journal):
+    journal.add_found(UID, MV, study_uid="1.2", selection="t1")
+    journal.begin_attempt(UID, MV)
+    journal.advance(UID, MV, RETRIEVED)  # retrieved, waiting in the queue: not at work
+    assert journal.get(UID, MV).running == 0
+    assert journal.recover_interrupted(max_interruptions=5) == []  # a kill now is neither interruption nor failure
+    assert journal.get(UID, MV).failures == 0
+    journal.set_running(UID, MV)  # translation starts
+    journal.advance(UID, MV, TRANSLATED, sct_series_uid="9.9", sct_instances=8)
+    assert journal.get(UID, MV).running == 1  # C-STORE follows in the same step
+    journal.clear_running()  # the pass ends without a crash
+    assert journal.recover_interrupted(max_interruptions=5) == []
+    journal.set_running(UID, MV)
+    journal.advance(UID, MV, STORED)
+    assert journal.get(UID, MV).running == 0
+
+
+def test_a_journal_of_the_first_schema_gains_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE series (series_uid TEXT NOT NULL, model_version TEXT NOT NULL, study_uid TEXT NOT NULL,"
+                " selection TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, reason TEXT,"
+                " source_instances INTEGER, sct_series_uid TEXT, sct_instances INTEGER, retrieve_s REAL,"
+                " translate_s REAL, store_s REAL, next_attempt_at REAL NOT NULL DEFAULT 0, first_seen TEXT NOT NULL,"
+                " updated TEXT NOT NULL, PRIMARY KEY (series_uid, model_version))")
+    con.execute("INSERT INTO series (series_uid, model_version, study_uid, state, attempts, first_seen, updated) "
+                "VALUES (?, ?, '1.2', 'retrieved', 2, 'x', 'x')", (UID, MV))
+    con.commit()
+    con.close()
+    with Journal(path) as journal:
+        entry = journal.get(UID, MV)
+        assert (entry.state, entry.attempts, entry.failures, entry.running, entry.interruptions) == (
+            RETRIEVED, 2, 2, 0, 0)  # the first schema counted every attempt against max_attempts
+        journal.begin_attempt(UID, MV)
+        assert journal.recover_interrupted(max_interruptions=5) == [UID]
