@@ -6,8 +6,8 @@ Presets (per network: ``channels``, ``attention_levels``, ``num_res_blocks``, ``
 - ``tiny``: 2 levels (16, 32), one res block, no attention; unit tests, trains in seconds on CPU at 32².
 - ``lean``: 4 levels (16, 32, 64, 64), no attention at the levels; the bundle's default, sized for CPUs. MONAI's
   ``DiffusionModelUNet`` always puts self-attention in its middle block; with a fourth level that block attends over
-  (H/8)·(W/8) tokens (1024 for a 256² slice) instead of ``compact``'s 4096. Measured on 2 AVX512 cores, bf16,
-  2 slices of 256² per call: 47 ms per slice and call (``compact``: 230 ms), with one more level of receptive field.
+  (H/8)·(W/8) tokens (1024 for a 256² slice) instead of ``compact``'s 4096. Measured on 2 AVX512-BF16 cores, bf16, 2 + 2 steps over a 256×256×150 volume
+  through the whole translate pipeline: 33.5 s (``compact``: 132.1 s; ``benchmarks/results/inference.json``).
 - ``compact``: the ``small`` layout at half the width (16, 32, 64); the middle block attends over (H/4)·(W/4) tokens.
 - ``small``: 3 levels (32, 64, 128), attention at the lowest level; CPU demos.
 - ``paper``: residual C=64 x (1, 2, 4, 8); denoiser C=128 x (1, 1, 2, 2, 4, 4) (paper Appendix B); attention only at
