@@ -25,3 +25,14 @@ def make_tiny_bundle(tmp_path_factory) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture
+def single_thread():
+    """Run the test with one torch compute thread (the 2 CI cores are often shared), then restore the count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,12 +9,7 @@ from drdd_med.inferers.volume import VolumeRegressionInferer, slice_stack
 from drdd_med.networks.factory import build_regression_net
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def regression_net(spatial_dims: int = 2, source_channels: int = 1, seed: int = 0):

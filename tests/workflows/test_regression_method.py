@@ -26,12 +26,7 @@ BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "drdd"
 AFFINE = np.array([[-1.1, 0, 0, 14.0], [0, 0.9, 0, -6.0], [0, 0, 2.5, 3.0], [0, 0, 0, 1]])
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def perturbed(network: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
