@@ -105,7 +105,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="network arithmetic: auto = bf16 where the CPU/GPU computes it natively, else fp32 "
                         "(default: auto)")
     p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="CPU compute threads (default: 0 = one per CPU this process may use)")
+                   help="CPU compute threads (default: 0 = the CPUs this process may use, less those the load "
+                        "average shows busy)")
     p.add_argument("--progress-lines", action=argparse.BooleanOptionalAction, default=True,
                    help="print 'PROGRESS done/total' lines on stdout for calling programs (default: on)")
     p.set_defaults(func=run)
