@@ -32,11 +32,13 @@ class _StageInferer(Inferer):
             raise ValueError(f"precision must be one of {list(runtime.PRECISIONS)}, got {precision!r}.")
         self.scheduler = scheduler
         self.precision = precision
+        self._resolved: dict[torch.device, str] = {}  # "auto" resolved once per device, not per iteration
 
     def _run(self, network: nn.Module, like: torch.Tensor, *args: torch.Tensor, **kwargs: str) -> torch.Tensor:
         """``network(*args, **kwargs)`` under this inferer's precision, as float32."""
-        precision = runtime.resolve_precision(self.precision, like.device)
-        with runtime.autocast(like.device, precision):
+        if like.device not in self._resolved:
+            self._resolved[like.device] = runtime.resolve_precision(self.precision, like.device)
+        with runtime.autocast(like.device, self._resolved[like.device]):
             out = network(*args, **kwargs)
         return out.float()
 

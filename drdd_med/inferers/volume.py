@@ -210,13 +210,18 @@ class VolumeDRDDInferer(DRDDInferer):
     def _volume_fn(self, network: nn.Module, stage: str) -> ModelFn:
         divisor = int(getattr(network, "divisor", 1))
 
+        settings: dict[torch.device, tuple[bool, str]] = {}  # (channels-last, precision), resolved once per device
+
         def call(x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor) -> torch.Tensor:
+            if x.device not in settings:
+                settings[x.device] = (self._uses_channels_last(x.device),
+                                      runtime.resolve_precision(self.precision, x.device))
+            channels_last, precision = settings[x.device]
             x_in, crop = _pad_to(x, divisor)
             s_in, _ = _pad_to(source, divisor)
-            if self._uses_channels_last(x.device):
+            if channels_last:
                 x_in = x_in.contiguous(memory_format=torch.channels_last)
                 s_in = s_in.contiguous(memory_format=torch.channels_last)
-            precision = runtime.resolve_precision(self.precision, x.device)
             with runtime.autocast(x.device, precision):
                 out = self._evaluate(network, x_in, s_in, t_input, stage)
             return out.float()[crop]

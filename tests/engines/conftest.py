@@ -1,4 +1,4 @@
-"""Fixtures of the engine tests: a tiny fixed paired batch and single-threaded torch for training loops."""
+"""Fixtures of the engine tests: a tiny fixed paired batch (``single_thread`` comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,6 @@ import pytest
 import torch
 
 SIZE = 16
-
-
-@pytest.fixture
-def single_thread():
-    """Tiny convolutions run fastest single-threaded, and CI shares its cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _fixed_batch() -> dict[str, torch.Tensor]:

@@ -17,14 +17,6 @@ from drdd_med.workflows.model_config import ModelConfig, load_weights
 from drdd_med.workflows.stages import StageCheckpoint, ema_network, export_model, run_stage
 
 
-@pytest.fixture
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_stage(tmp_path, config, epochs=2, epoch_length=3, interval=2, seed=0):
     """A noise-stage trainer on a fixed 16x16 batch with its checkpoint handler, as train.json wires it."""
     torch.manual_seed(seed)
