@@ -1,381 +1,435 @@
 #!/usr/bin/env python
-"""Reproduce DRDD's claims at small scale on the MR->CT phantom, side by side with the baselines.
+"""DRDD against direct regression and the trivial baselines, measured on the code users run.
 
-One command trains every method with the same network family (MONAI ``DiffusionModelUNet``, one preset) and the
-same budget per network (``--steps`` x ``--batch``), evaluates them on held-out phantom subjects as 3D volumes in HU
-(SynthRAD2023 metrics inside the body mask), and writes ``benchmarks/results/claims.json``, ``claims.md`` and PNG
-plots. Results are written after every experiment; ``--resume`` skips finished experiments and reuses trained
-networks (kept under ``--work``).
+Every model is trained by the bundle itself: ``monai.bundle.run`` on ``bundles/drdd/train.json`` with the run ids
+users call (``training``, ``train_residual``, ``train_joint``, ``train_regression``), the stage trainers, EMA,
+warm-up, checkpoints and export, and only size overrides (iterations, seed, datalist, output folder, noise level,
+...). Each training gets its own output folder under ``--work``. Every model is sampled by ``SCTPredictor`` and
+scored by ``evaluate_predictor`` / ``evaluate_cases`` (the scorer of the training report and ``drdd-med evaluate``:
+native grid, HU, inside the body mask) on the test split of the bundle's phantom, at its default size and with the
+shipped presets.
 
 Usage (from the repository root)::
 
-    python benchmarks/claims.py             # full run (about 45 min on 2 CPU cores)
-    python benchmarks/claims.py --resume    # continue a partial run
-    python benchmarks/claims.py --quick --out /tmp/claims --work /tmp/claims_work   # pipeline smoke test
+    python benchmarks/claims.py --threads 2               # full run: hours on 2 CPU cores
+    python benchmarks/claims.py --resume --only samples   # continue a partial run, or run one section
+    python benchmarks/claims.py --report-only             # claims.md, which_method_when.md and plots from the JSON
+    python benchmarks/claims.py --quick --out /tmp/c --work /tmp/cw   # 32x32x16 phantom, tiny nets, 4 iterations
 
-Experiments (METHOD.md §10.2): ``harmonization`` (Prop. 3.1 MMD), ``methods:s<seed>`` (DRDD unconditional /
-source-conditioned denoiser, coupled RDDM, entangled two-network baseline, direct regression), ``no_denoiser``,
-``steps``, ``data_eff:f<fraction>``, ``noise:<level>``.
+Sections (``--only``): harmonization, methods, samples, steps, noise_level, data_efficiency, budget. Results:
+``<out>/claims.json`` (every number, per case), ``claims.md``, ``which_method_when.md`` and ``claims_*.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
+import math
 import os
 import platform
+import shutil
 import sys
 import time
-import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(1, str(_HERE.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import drdd_med  # noqa: E402
-from claims_lib.data import PhantomData, build_data  # noqa: E402
-from claims_lib.evaluate import coupled_sampler, drdd_sampler, evaluate, regression_sampler  # noqa: E402
-from claims_lib.harmonize import harmonization  # noqa: E402
+from claims_lib.harmonize import harmonization, spec_slices  # noqa: E402
 from claims_lib.report import write_report  # noqa: E402
-from claims_lib.train import TrainConfig, train_stage  # noqa: E402
-from drdd_med.networks.drdd_net import DRDDNet  # noqa: E402
-from drdd_med.networks.factory import build_coupled_net, build_drdd_net, build_regression_net  # noqa: E402
+from drdd_med import keys, runtime  # noqa: E402
+from drdd_med.io.atomic import write_atomic  # noqa: E402
 
 logger = logging.getLogger("claims")
 
-#: Full-run defaults (sized for ~45 min on 2 CPU cores) and the --quick smoke-test overrides.
-DEFAULTS: dict[str, Any] = dict(
-    size=32, depth=24, n_train=20, n_eval=6, n_unpaired=20, steps=200, batch=8, lr=1e-3, preset="tiny",
-    seeds=[0, 1], fractions=[1.0, 0.5, 0.25, 0.1], step_pairs=[[1, 1], [2, 2], [5, 5], [10, 10]],
-    noise_levels=[0.3, 0.5, 0.8, 1.0, 1.3], mmd_levels=[0.0, 0.1, 0.3, 0.5, 0.8, 1.0, 1.3, 2.0], mmd_repeats=3,
-    coupled_steps=4,
+TRAIN_CONFIG = _HERE.parent / "bundles" / "drdd" / "train.json"
+SECTIONS = ("harmonization", "methods", "samples", "steps", "noise_level", "data_efficiency", "budget")
+#: Training recipes: (run id of train.json, overrides that make the recipe). The bundle cannot train the coupled
+#: and entangled baselines (they exist only as networks and inferers in the package), so they have no recipe.
+RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "drdd": ("training", {}),
+    "drdd_blind": ("training", {"noise_conditioned": False}),
+    "drdd_joint": ("train_joint", {}),
+    "drdd_2.5d": ("training", {"mode": "2.5d"}),
+    "regression": ("train_regression", {"method": "regression"}),
+}
+NOT_IN_BUNDLE = {name: "no run id of train.json trains it" for name in ("coupled", "entangled")}
+
+#: Sizes of the full run; the bundle's own settings (train.json) apply to everything not listed.
+FULL: dict[str, Any] = dict(
+    seeds=[0, 1], variants=["drdd_blind", "drdd_joint", "drdd_2.5d"], budgets=[4, 8, 16, 32],
+    fractions=[1.0, 0.5, 0.25, 0.1], noise_levels=[0.1, 0.2, 0.5, 1.0], step_pairs=[[1, 1], [2, 2], [4, 4], [8, 8]],
+    samples=[1, 2, 4, 8], mmd_levels=[0.0, 0.1, 0.3, 0.5, 0.8, 1.0, 1.3, 2.0], mmd_repeats=3, split="test",
+    bundle={}, phantom={},
 )
+#: --quick: the pipeline end to end in about a minute on one thread (numbers mean nothing).
 QUICK: dict[str, Any] = dict(
-    size=16, depth=10, n_train=4, n_eval=2, n_unpaired=2, steps=2, batch=2, seeds=[0], fractions=[1.0, 0.5],
-    step_pairs=[[1, 1], [2, 2]], noise_levels=[0.5, 1.0, 1.3], mmd_levels=[0.0, 0.5, 1.0], mmd_repeats=1,
+    seeds=[0], variants=["drdd_blind", "drdd_joint"], budgets=[1, 2], fractions=[1.0, 0.5], noise_levels=[0.2, 0.5],
+    step_pairs=[[1, 1], [2, 2]], samples=[1, 2, 4], mmd_levels=[0.0, 0.5, 1.0], mmd_repeats=1,
+    # warm-up and EMA horizon shrink with the iterations, so that 4 iterations move the exported weights
+    bundle={"network_preset": "tiny", "epochs": 1, "epoch_length": 4, "warmup_iterations": 1, "ema_decay": 0.5,
+            "batch_size": 1, "samples_per_volume": 2, "patch_size": [32, 32], "checkpoint_interval": 2,
+            "log_interval": 2},
+    phantom={"subjects": 4, "unpaired": 2, "shape": [32, 32, 16], "spacing_mm": [6.6, 6.6, 10.5]},
 )
-METHODS = ("drdd_unc", "drdd_cond", "coupled", "entangled", "regression")
-DATA_EFF_METHODS = ("drdd_unc", "drdd_cond", "coupled", "regression")
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=True) + "\n")
-    os.replace(tmp, path)
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
 
 
-def _key(role: str, seed: int, fraction: float, level: float) -> str:
-    """Name of one trained network, e.g. ``residual:s0:f0.5:n1``."""
-    return f"{role}:s{seed}:f{fraction:g}:n{level:g}"
+def calibration(sct: np.ndarray, std: np.ndarray, ct: np.ndarray, mask: np.ndarray, top: float = 0.1) -> dict:
+    """How well the per-voxel std of the samples predicts |sCT - CT| inside the body.
+
+    Returns:
+        ``spearman`` (rank correlation of std and |error|), ``top_error`` / ``rest_error`` (mean |error| in HU of
+        the ``top`` fraction of voxels with the largest std, ties broken by position, and of the others) and
+        ``decile_error`` (mean |error| per std decile, lowest first).
+    """
+    from scipy.stats import spearmanr
+
+    body = mask > 0
+    error, spread = np.abs(sct - ct)[body].astype(np.float64), std[body].astype(np.float64)
+    order = np.argsort(-spread, kind="stable")
+    k = max(1, math.ceil(top * spread.size))
+    flagged = np.zeros(spread.size, dtype=bool)
+    flagged[order[:k]] = True
+    deciles = np.array_split(order[::-1], 10)
+    return {"spearman": float(spearmanr(spread, error).statistic), "top_fraction": top,
+            "top_error": float(error[flagged].mean()), "rest_error": float(error[~flagged].mean()),
+            "decile_error": [float(error[d].mean()) for d in deciles]}
 
 
-def _params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+class Recorder:
+    """Stands in for an SCTPredictor in ``evaluate_predictor``: times each prediction, writes its sCT (and std map)
+    as NIfTI into ``out`` and scores the std map's :func:`calibration` against the case's CT."""
+
+    def __init__(self, predictor: Any, cases: list[dict[str, str]], out: Path) -> None:
+        self.predictor, self.config, self.out = predictor, predictor.config, out
+        self.cases = {case[keys.SOURCE]: case for case in cases}
+        self.costs: list[tuple[float, float]] = []
+        self.calibration: list[dict[str, Any]] = []
+
+    def predict(self, source: str, domain: str | None = None) -> Any:
+        from drdd_med.workflows.evaluate import load_volume
+
+        start, cpu = time.perf_counter(), time.process_time()
+        result = self.predictor.predict(source, domain=domain)
+        self.costs.append((time.perf_counter() - start, time.process_time() - cpu))
+        case = self.cases[source]
+        self.predictor.save_nifti(result, self.out, case.get("id", Path(source).parent.name))
+        if result.std_hu is not None:
+            ct, mask = load_volume(case[keys.TARGET])[0], load_volume(case[keys.MASK])[0]
+            self.calibration.append(calibration(result.hu[0].numpy(), result.std_hu[0].numpy(), ct, mask))
+        return result
 
 
-class Runner:
-    """Trains (or reloads) the networks the experiments need and evaluates them."""
+class Bench:
+    """Trains through the bundle and scores with SCTPredictor + evaluate_predictor; records both in ``state``."""
 
-    def __init__(self, cfg: dict[str, Any], data: PhantomData, state: dict[str, Any], work: Path, resume: bool,
-                 save: Callable[[], None]) -> None:
-        self.cfg, self.data, self.state, self.work, self.resume, self.save = cfg, data, state, work, resume, save
-        self.train_cfg = TrainConfig(steps=cfg["steps"], batch=cfg["batch"], lr=cfg["lr"],
-                                     log_every=max(1, min(50, cfg["steps"] // 4)))
-        self.models: dict[str, torch.nn.Module] = {}
-        perm = np.random.default_rng(1234).permutation(data.n_train_subjects)
-        self.subject_order = [int(i) for i in perm]
-        self.planned = 0
-        self.trained_seconds: list[float] = []
+    def __init__(self, cfg: dict[str, Any], state: dict[str, Any], work: Path, threads: int, device: str,
+                 save: Any) -> None:
+        from monai.bundle import ConfigParser
+
+        self.cfg, self.state, self.work, self.threads, self.device, self.save = cfg, state, work, threads, device, save
+        self.defaults = ConfigParser.load_config_file(str(TRAIN_CONFIG))
+        self.phantom = {**self.defaults["phantom"], **cfg["phantom"]}
+        self.bundle = dict(cfg["bundle"])
+        self.epochs = int(self.bundle.get("epochs", self.defaults["epochs"]))
+        self.noise_level = float(self.bundle.get("noise_level", self.defaults["noise_level"]))
+        self.rows: dict[str, dict[str, Any]] = state["rows"]
+        self._specs: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ data
-    def subjects(self, fraction: float) -> list[int]:
-        """Nested subsets: the first round(fraction * n) subjects of one fixed permutation (at least one)."""
-        k = max(1, int(round(fraction * len(self.subject_order))))
-        return sorted(self.subject_order[:k])
+    def spec(self, fraction: float = 1.0):
+        """The phantom's spec, or one that keeps ``fraction`` of its training pairs and moves the CT of the others
+        (with their masks) to ``unpaired_target``, so that DRDD's denoiser still sees every CT. Subsets are nested:
+        the first pairs of one seeded permutation."""
+        from drdd_med.workflows.data import norm_dict, prepare_spec
 
-    def pairs(self, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.data.paired_subset(self.subjects(fraction))
+        name = "all" if fraction >= 1.0 else f"pairs{round(100 * fraction)}"
+        if name in self._specs:
+            return self._specs[name]
+        folder = self.work / "data" / "phantom"
+        base = prepare_spec(folder / "phantom.json", folder, self.phantom)
+        if name == "all":
+            self._specs[name] = base
+            return base
+        train = base.items("training")
+        order = np.random.default_rng(1234).permutation(len(train))
+        keep = sorted(order[:max(1, round(fraction * len(train)))])
+        moved = [{k: v for k, v in item.items() if k != keys.SOURCE} for i, item in enumerate(train) if i not in keep]
+        raw = {"name": f"{base.name}, {len(keep)} of {len(train)} training pairs", "description": base.description,
+               "source": {"modality": base.source_modality, "normalize": norm_dict(base.source_norm)},
+               "target": {"modality": base.target_modality, "normalize": norm_dict(base.target_norm)},
+               "training": [train[i] for i in keep], "validation": base.items("validation"),
+               "test": base.items("test"), "unpaired_target": base.items("unpaired_target") + moved}
+        path = self.work / "data" / f"{name}.json"
+        write_atomic(path, json.dumps(raw, indent=1) + "\n")
+        self._specs[name] = prepare_spec(path)
+        return self._specs[name]
 
-    # ------------------------------------------------------------------ networks
-    def _build(self, role: str, seed: int, level: float, key: str) -> torch.nn.Module:
-        torch.manual_seed(zlib.crc32(key.encode()) + seed)
-        preset = self.cfg["preset"]
-        if role in ("residual", "noise_unc", "noise_cond"):
-            return build_drdd_net(2, 1, 1, preset=preset, noise_conditioned=role == "noise_cond", noise_level=level)
-        if role in ("coupled", "entangled"):
-            return build_coupled_net(2, 1, 1, preset=preset, entangled=role == "entangled")
-        return build_regression_net(2, 1, 1, preset=preset)
+    # ------------------------------------------------------------------ training
+    def train(self, recipe: str, seed: int, fraction: float = 1.0, **overrides: Any) -> str:
+        """Train one model with the bundle (once; later calls return the recorded run) and return its name.
 
-    def network(self, role: str, seed: int, fraction: float = 1.0, level: float = 1.0) -> torch.nn.Module:
-        """The trained network of ``role`` (cached in memory and under ``work/models``)."""
-        key = _key(role, seed, fraction, level)
-        if key in self.models:
-            return self.models[key]
-        model = self._build(role, seed, level, key)
-        path = self.work / "models" / (key.replace(":", "_") + ".pt")
-        if self.resume and path.is_file() and key in self.state["trainings"]:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            logger.info("reused trained %s", key)
-        else:
-            done = len(self.state["trainings"])
-            mean = sum(self.trained_seconds) / len(self.trained_seconds) if self.trained_seconds else float("nan")
-            logger.info("training %s (%d of ~%d networks; ~%.0f s each so far)", key, done + 1, self.planned, mean)
-            if role == "noise_unc":
-                info = train_stage("noise", model, self.data.all_targets(), None, self.train_cfg, seed, level,
-                                   label=key)
-            else:
-                source, target = self.pairs(fraction)
-                kind = {"residual": "residual", "noise_cond": "noise", "coupled": "coupled",
-                        "entangled": "coupled", "regression": "regression"}[role]
-                info = train_stage(kind, model, target, source, self.train_cfg, seed, level,
-                                   conditioned=role == "noise_cond", label=key)
-            info["training_slices"] = int(self.data.all_targets().shape[0] if role == "noise_unc"
-                                          else self.pairs(fraction)[0].shape[0])
-            self.trained_seconds.append(info["seconds"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            torch.save(model.state_dict(), tmp)
-            os.replace(tmp, path)
-            self.state["trainings"][key] = info
-            self.save()
-        self.models[key] = model
-        return model
+        A DRDD model with the MR-blind denoiser at ``fraction < 1`` reuses the denoiser of the same recipe on all data (its
+        noise checkpoint is copied, then ``train_residual`` trains the residual stage on the kept pairs).
+        """
+        from monai.bundle import run
 
-    def drdd(self, seed: int, fraction: float, level: float, conditioned: bool) -> tuple[DRDDNet, float, float]:
-        """(DRDDNet, residual level, denoiser training level): residual net trained at ``level`` on the pairs of
-        ``fraction``; unconditional denoiser on all CT (trained at level 1 and reused for levels <= 1, else
-        retrained at ``level``); conditional denoiser on the same pairs."""
-        residual = self.network("residual", seed, fraction, level).residual_net
-        if conditioned:
-            noise_level = level
-            noise = self.network("noise_cond", seed, fraction, level).noise_net
-        else:
-            noise_level = 1.0 if level <= 1.0 else level
-            noise = self.network("noise_unc", seed, 1.0, noise_level).noise_net
-        net = DRDDNet(residual, noise, noise_conditioned=conditioned, noise_level=level, source_channels=1,
-                      target_channels=1).eval()
-        return net, level, noise_level
+        run_id, recipe_overrides = RECIPES[recipe]
+        defaults = {"epochs": self.epochs, "noise_level": self.noise_level}
+        overrides = {k: v for k, v in overrides.items() if v != defaults.get(k)}  # the default run is shared
+        name = f"{recipe}_s{seed}" + "".join(f"_{k}{v:g}" for k, v in sorted(overrides.items()))
+        name += "" if fraction >= 1.0 else f"_pairs{round(100 * fraction)}"
+        if name in self.state["trainings"]:
+            return name
+        out = self.work / "runs" / name
+        shutil.rmtree(out, ignore_errors=True)  # a fresh run, so that the recorded wall-clock is the whole training
+        noise_from = None
+        conditioned = {"noise_conditioned": json.loads(TRAIN_CONFIG.read_text())["noise_conditioned"], **self.bundle,
+                       **recipe_overrides, **overrides}["noise_conditioned"]
+        if fraction < 1.0 and recipe != "regression" and not conditioned:
+            noise_from = self.train(recipe, seed, 1.0, **overrides)
+            (out / "models").mkdir(parents=True)
+            shutil.copy2(self.work / "runs" / noise_from / "models" / "noise_checkpoint.pt", out / "models")
+            run_id = "train_residual"
+        spec = self.spec(fraction)
+        settings = {**self.bundle, **recipe_overrides, **overrides, "seed": seed}
+        logger.info("training %s: %s %s", name, run_id, settings)
+        load_before, start, cpu_start = _load(), time.time(), time.process_time()
+        run(run_id, config_file=str(TRAIN_CONFIG), logging_file=False, output_dir=str(out),
+            dataset_dir=str(self.work / "data"), datalist=str(spec.path), phantom=self.phantom, threads=self.threads,
+            device=f"$drdd_med.runtime.resolve_device({self.device!r})", **settings)
+        wall, cpu = time.time() - start, time.process_time() - cpu_start
+        checkpoints = sorted((out / "models").glob("*_checkpoint.pt"))
+        last_stage_end = max(p.stat().st_mtime for p in checkpoints if p.stat().st_mtime >= start)
+        report = json.loads((out / "eval" / "validation" / "metrics.json").read_text())
+        self.state["trainings"][name] = {
+            "recipe": recipe, "run_id": run_id, "seed": seed, "settings": settings, "datalist": spec.path.name,
+            "training_pairs": len(spec.items("training")), "noise_stage_from": noise_from,
+            "iterations": {p.name.replace("_checkpoint.pt", ""): int(torch.load(p, weights_only=True)["trainer"]
+                                                                     ["iteration"]) for p in checkpoints},
+            "train_seconds": round(last_stage_end - start, 1), "run_seconds": round(wall, 1),
+            "cpu_seconds": round(cpu, 1), "threads": torch.get_num_threads(), "load_before": load_before,
+            "load_after": _load(), "validation": report["model"], "output_dir": str(out)}
+        self.save()
+        return name
 
-    # ------------------------------------------------------------------ methods
-    def method(self, method: str, seed: int, fraction: float = 1.0, level: float = 1.0, residual_steps: int = 2,
-               noise_steps: int = 2, subtract_noise: bool = False) -> tuple[Callable, dict[str, Any], list[str]]:
-        """(sampler, row info, trained-network keys) of one method configuration."""
-        info: dict[str, Any] = {"method": method, "seed": seed, "fraction": fraction,
-                                "paired_subjects": len(self.subjects(fraction)), "noise_level": level}
-        if method in ("drdd_unc", "drdd_cond"):
-            net, _, noise_trained = self.drdd(seed, fraction, level, method == "drdd_cond")
-            sampler = drdd_sampler(net, level, residual_steps, 0 if subtract_noise else noise_steps, subtract_noise,
-                                   noise_trained_level=noise_trained)
-            calls = residual_steps + (0 if subtract_noise else noise_steps)
-            params = _params(net.residual_net) + (0 if subtract_noise else _params(net.noise_net))
-            info.update(residual_steps=residual_steps, noise_steps=0 if subtract_noise else noise_steps,
-                        subtract_noise=subtract_noise, denoiser_trained_level=noise_trained)
-            keys = [_key("residual", seed, fraction, level),
-                    _key("noise_cond", seed, fraction, level) if method == "drdd_cond"
-                    else _key("noise_unc", seed, 1.0, noise_trained)]
-        elif method in ("coupled", "entangled"):
-            net = self.network(method, seed, fraction, level)
-            steps = self.cfg["coupled_steps"]
-            sampler = coupled_sampler(net, level, steps)
-            calls = steps * (2 if method == "entangled" else 1)
-            params = _params(net)
-            info.update(sampling_steps=steps)
-            keys = [_key(method, seed, fraction, level)]
-        else:
-            net = self.network("regression", seed, fraction)
-            sampler, calls, params = regression_sampler(net), 1, _params(net)
-            keys = [_key("regression", seed, fraction, 1.0)]
-        info.update(network_calls=calls, params=params)
-        return sampler, info, keys
+    # ------------------------------------------------------------------ scoring
+    def score(self, recipe: str, seed: int = 0, fraction: float = 1.0, baselines: bool = False,
+              montage: bool = False, residual_steps: int | None = None, noise_steps: int | None = None,
+              num_samples: int = 1, subtract_noise: bool = False, **overrides: Any) -> list[dict[str, Any]]:
+        """Train (or reuse) a model and score it with ``evaluate_predictor`` (SCTPredictor + evaluate_cases).
 
-    def timing(self, seed: int, repeats: int = 3) -> dict[str, Any]:
-        """Sampling cost per slice of each method on the first evaluation volume, after one warm-up: CPU time of
-        this process and the best wall time of ``repeats``. Timed on one thread: with several threads on loaded
-        cores, OpenMP barrier waits dominate and scatter the timings by 10x."""
-        source = self.data.eval_volumes[0].source
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        out = {}
-        for method in METHODS:
-            sampler, info, _ = self.method(method, seed)
-            gen = torch.Generator().manual_seed(0)
-            sampler(source, gen)
-            best, cpu = float("inf"), []
-            for _ in range(repeats):
-                start, cpu_start = time.perf_counter(), time.process_time()
-                sampler(source, gen)
-                best = min(best, time.perf_counter() - start)
-                cpu.append(time.process_time() - cpu_start)
-            out[method] = {"seconds_per_slice": best / source.shape[0],
-                           "cpu_seconds_per_slice": float(np.median(cpu)) / source.shape[0],
-                           "network_calls": info["network_calls"], "slices": int(source.shape[0]), "repeats": repeats}
-            logger.info("  timing %-10s %.2f ms CPU, %.2f ms wall per slice", method,
-                        1e3 * out[method]["cpu_seconds_per_slice"], 1e3 * out[method]["seconds_per_slice"])
-        torch.set_num_threads(threads)
-        return {"methods": out, "threads": 1}
+        Returns:
+            The model's row (metrics per case and mean/std over cases, sampling cost, calibration of the std map
+            when ``num_samples > 1``), then with ``baselines`` one row per trivial baseline of the same spec.
+        """
+        from drdd_med.workflows.data import evaluation_cases
+        from drdd_med.workflows.predictor import SCTPredictor
+        from drdd_med.workflows.report import evaluate_predictor
 
-    # ------------------------------------------------------------------ evaluation rows
-    def row(self, method: str, seed: int, fraction: float = 1.0, level: float = 1.0, residual_steps: int = 2,
-            noise_steps: int = 2, subtract_noise: bool = False, example: bool = False) -> dict[str, Any]:
-        sampler, info, keys = self.method(method, seed, fraction, level, residual_steps, noise_steps, subtract_noise)
-        result = evaluate(sampler, self.data.eval_volumes, seed=10_000 + seed, keep_slice=example)
-        if example and "example_slice" in result:
-            self._save_example(method, result.pop("example_slice"))
-        result.pop("example_slice", None)
-        train_seconds = sum(self.state["trainings"].get(key, {}).get("seconds", 0.0) for key in keys)
-        info.update(train_seconds=round(train_seconds, 1), **result)
-        logger.info("  eval %-10s seed %d frac %.2f level %.2f: MAE %.1f HU, PSNR %.2f dB, SSIM %.3f", method, seed,
-                    fraction, level, result["mean"]["mae"], result["mean"]["psnr"], result["mean"]["ssim"])
-        return info
-
-    def _save_example(self, method: str, sct_slice: np.ndarray) -> None:
-        path = self.work / "examples"
-        path.mkdir(parents=True, exist_ok=True)
-        np.save(path / f"{method}.npy", sct_slice)
-        vol = self.data.eval_volumes[0]
-        z = vol.ct_hu.shape[2] // 2
-        np.save(path / "ct.npy", vol.ct_hu[:, :, z].astype(np.float32))
-        np.save(path / "mr.npy", vol.source[z, 0].numpy())
-        np.save(path / "mask.npy", vol.mask[:, :, z])
+        training = self.train(recipe, seed, fraction, **overrides)
+        options = {"residual_steps": residual_steps, "noise_steps": noise_steps, "num_samples": num_samples}
+        if subtract_noise:
+            options.update(noise_steps=0, subtract_noise=True)
+        key = training + "|" + ",".join(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)
+        spec = self.spec(fraction)
+        names = [key] + ([f"{b}|{spec.path.name}" for b in ("water", "linear")] if baselines else [])
+        if all(n in self.rows for n in names):
+            return [self.rows[n] for n in names]
+        predictor = SCTPredictor.from_bundle(self.work / "runs" / training, device=self.device, threads=self.threads,
+                                             seed=0, **{k: v for k, v in options.items() if v is not None})
+        out = self.work / "eval" / key.replace("|", "__").replace(",", "_").replace("=", "")
+        recorder = Recorder(predictor, evaluation_cases(spec, self.cfg["split"]), out / "sct")
+        load_before = _load()
+        result = evaluate_predictor(recorder, spec, out, split=self.cfg["split"], baselines=baselines,
+                                    montage=montage)
+        costs, calib = recorder.costs, recorder.calibration
+        r, n = predictor.steps
+        calls = 1 if predictor.config.method == "regression" else (r + n) * predictor.num_samples
+        record = self.state["trainings"][training]
+        row = {"key": key, "method": recipe, "training": training, "seed": seed, "fraction": fraction,
+               "training_pairs": record["training_pairs"], "noise_level": predictor.config.noise_level,
+               "mode": predictor.config.mode, "preset": predictor.config.preset, "iterations": record["iterations"],
+               "train_seconds": record["train_seconds"], "residual_steps": r, "noise_steps": n,
+               "num_samples": predictor.num_samples, "subtract_noise": subtract_noise, "network_calls": calls,
+               "params": sum(p.numel() for p in predictor.network.parameters()),
+               "sample_seconds_per_case": float(np.mean([c[0] for c in costs])),
+               "sample_cpu_seconds_per_case": float(np.mean([c[1] for c in costs])), "threads": self.threads,
+               "load_before": load_before, "load_after": _load(), "mean": result["model"], "std": result["model_std"],
+               "cases": result["cases"], "files": str(out)}
+        if calib:
+            row["calibration"] = {"cases": calib, **{k: float(np.mean([c[k] for c in calib]))
+                                                     for k in ("spearman", "top_error", "rest_error")}}
+        rows = [row] + [{"key": f"{b}|{spec.path.name}", "method": b, "fraction": fraction,
+                         "training_pairs": record["training_pairs"], "network_calls": 0, "mean": result["baselines"][b],
+                         "std": result["baselines_std"][b], "cases": result["baseline_cases"][b]}
+                        for b in result["baselines"]]
+        self.rows.update({x["key"]: x for x in rows})
+        self.save()
+        logger.info("scored %s: MAE %.1f HU (%d case(s), %.1f s per case)", key, result["model"]["mae"],
+                    result["num_cases"], row["sample_seconds_per_case"])
+        return rows
 
 
-def plan(cfg: dict[str, Any]) -> list[str]:
-    """Experiment units in run order (the most important first, so a partial run is still useful)."""
-    seeds = cfg["seeds"]
-    units = ["harmonization", f"methods:s{seeds[0]}", "no_denoiser", "steps"]
-    units += [f"data_eff:f{f:g}" for f in cfg["fractions"] if f < 1.0]
-    units += [f"noise:{lv:g}" for lv in cfg["noise_levels"] if lv != 1.0]
-    units += [f"methods:s{s}" for s in seeds[1:]]
-    return units + ["timing"]
+def run_section(name: str, bench: Bench, cfg: dict[str, Any]) -> dict[str, Any]:
+    """One section's result; ``rows`` lists keys of ``state["rows"]`` (trainings and rows are shared)."""
+    s0, score = cfg["seeds"][0], bench.score
+    if name == "harmonization":
+        spec = bench.spec()
+        mr = spec_slices(spec.items("training"), keys.SOURCE, spec.source_norm)
+        ct = spec_slices(spec.items("unpaired_target"), keys.TARGET, spec.target_norm)
+        return harmonization(mr, ct, cfg["mmd_levels"], cfg["mmd_repeats"], seed=0)
+    if name == "methods":
+        rows = score("drdd", s0, baselines=True, montage=True) + score("regression", s0, montage=True)
+        rows += [row for v in cfg["variants"] for row in score(v, s0)]
+        rows += [row for s in cfg["seeds"][1:] for m in ("drdd", "regression") for row in score(m, s)]
+        return {"rows": rows, "not_in_bundle": NOT_IN_BUNDLE}
+    if name == "samples":
+        return {"rows": [row for k in cfg["samples"] for row in score("drdd", s0, num_samples=k)]}
+    if name == "steps":
+        rows = [row for r, n in cfg["step_pairs"] for row in score("drdd", s0, residual_steps=r, noise_steps=n)]
+        return {"rows": rows + score("drdd", s0, subtract_noise=True)}
+    if name == "noise_level":
+        return {"rows": [row for lv in cfg["noise_levels"] for row in score("drdd", s0, noise_level=lv)]}
+    if name == "data_efficiency":
+        # the MR-blind denoiser trains on every CT whatever the fraction of pairs (the paper's data-efficiency claim)
+        return {"rows": [row for f in cfg["fractions"] for row in score("drdd", s0, f, baselines=True)
+                         + score("drdd_blind", s0, f) + score("regression", s0, f)]}
+    if name == "budget":
+        return {"rows": [row for e in cfg["budgets"] for m in ("drdd", "regression") for row in score(m, s0, epochs=e)]}
+    raise ValueError(f"unknown section {name!r}; choose from {SECTIONS}.")
 
 
-def count_networks(cfg: dict[str, Any]) -> int:
-    """Networks the full plan trains (for the progress line)."""
-    n_eff = sum(1 for f in cfg["fractions"] if f < 1.0)
-    levels = [lv for lv in cfg["noise_levels"] if lv != 1.0]
-    return 6 * len(cfg["seeds"]) + 4 * n_eff + len(levels) + sum(1 for lv in levels if lv > 1.0)
+def _assignment(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` (VALUE a Python literal, else a string) for ``--set`` / ``--phantom``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. network_preset=tiny")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
-def run_unit(unit: str, runner: Runner, cfg: dict[str, Any]) -> dict[str, Any]:
-    s0 = cfg["seeds"][0]
-    if unit == "harmonization":
-        return harmonization(runner.data.source, runner.data.unpaired_target, cfg["mmd_levels"], cfg["mmd_repeats"],
-                             seed=0)
-    if unit.startswith("methods:s"):
-        seed = int(unit.split(":s")[1])
-        return {"rows": [runner.row(m, seed, example=seed == s0) for m in METHODS]}
-    if unit == "no_denoiser":
-        return {"rows": [runner.row("drdd_unc", s0, subtract_noise=True)]}
-    if unit == "steps":
-        return {"rows": [runner.row("drdd_unc", s0, residual_steps=r, noise_steps=n) for r, n in cfg["step_pairs"]]}
-    if unit.startswith("data_eff:f"):
-        fraction = float(unit.split(":f")[1])
-        return {"rows": [runner.row(m, s0, fraction=fraction) for m in DATA_EFF_METHODS]}
-    if unit == "timing":
-        return runner.timing(s0)
-    if unit.startswith("noise:"):
-        level = float(unit.split(":")[1])
-        return {"rows": [runner.row("drdd_unc", s0, level=level)]}
-    raise ValueError(f"unknown experiment unit {unit!r}")
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """``--threads``, ``--device``, ``--set`` and ``--phantom``: how a benchmark trains through the bundle."""
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training and sampling")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:N")
+    p.add_argument("--set", type=_assignment, nargs="+", default=[], metavar="KEY=VALUE",
+                   help="train.json overrides for every training, e.g. network_preset=tiny epoch_length=50")
+    p.add_argument("--phantom", type=_assignment, nargs="+", default=[], metavar="KEY=VALUE",
+                   help="phantom options, e.g. subjects=24 unpaired=32")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny smoke-test configuration (checks the pipeline only)")
-    p.add_argument("--resume", action="store_true", help="skip finished experiments and reuse trained networks")
-    p.add_argument("--out", default=str(_HERE / "results"), help="results folder (claims.json, claims.md, PNGs)")
-    p.add_argument("--work", default=str(_HERE / "_work" / "claims"), help="trained networks and examples")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--only", nargs="*", default=None, help="run only these experiment units")
-    p.add_argument("--report-only", action="store_true", help="rewrite claims.md and the plots from claims.json")
-    for key in ("size", "depth", "n_train", "n_eval", "n_unpaired", "steps", "batch"):
-        p.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--preset", default=None, choices=["tiny", "small", "paper"])
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
-    p.add_argument("--fractions", type=float, nargs="+", default=None)
-    p.add_argument("--noise-levels", type=float, nargs="+", default=None)
+    p.add_argument("--quick", action="store_true", help="32x32x16 phantom, tiny nets, a few iterations")
+    p.add_argument("--resume", action="store_true", help="keep the finished trainings and rows of <out>/claims.json")
+    p.add_argument("--report-only", action="store_true", help="rewrite the markdown and plots from claims.json")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    p.add_argument("--out", default=str(_HERE / "results"), help="claims.json, claims.md, which_method_when.md, PNGs")
+    p.add_argument("--work", default=str(_HERE / "_work" / "claims"), help="phantom, trained bundles, sCT files")
+    add_run_options(p)
+    p.add_argument("--seeds", type=int, nargs="+", help="training seeds of the method table (the first serves the "
+                   "one-seed sections)")
+    p.add_argument("--budgets", type=int, nargs="+", help="epochs per stage of the budget section")
+    p.add_argument("--samples", type=int, nargs="+", help="sample counts N of the samples section")
+    p.add_argument("--fractions", type=float, nargs="+", help="fractions of the training pairs")
+    p.add_argument("--noise-levels", type=float, nargs="+", help="noise levels σ_n")
+    p.add_argument("--variants", nargs="*", choices=[r for r in RECIPES if r.startswith("drdd_")],
+                   help="DRDD variants of the method table")
+    p.add_argument("--split", choices=["test", "validation"], help="the split that is scored (default test)")
     return p.parse_args(argv)
+
+
+def config(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = json.loads(json.dumps(FULL))
+    if args.quick:
+        cfg.update(json.loads(json.dumps(QUICK)))
+    for key in ("seeds", "budgets", "samples", "fractions", "noise_levels", "variants", "split"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    cfg["bundle"].update(dict(args.set))
+    cfg["phantom"].update(dict(args.phantom))
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    cfg = dict(DEFAULTS)
-    if args.quick:
-        cfg.update(QUICK)
-    for key in ("size", "depth", "n_train", "n_eval", "n_unpaired", "steps", "batch", "lr", "preset", "seeds",
-                "fractions", "noise_levels"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
-    if 1.0 not in cfg["fractions"] or 1.0 not in cfg["noise_levels"]:
-        raise ValueError("--fractions and --noise-levels must include 1.0 (the reference configuration).")
-    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
     out, work = Path(args.out), Path(args.work)
     json_path = out / "claims.json"
-    state: dict[str, Any] = {}
     if args.report_only:
         if not json_path.is_file():
-            raise ValueError(f"--report-only: {json_path} does not exist; run the benchmark first.")
-        write_report(json.loads(json_path.read_text()), out, work)
+            raise SystemExit(f"--report-only: {json_path} does not exist; run the benchmark first.")
+        state = json.loads(json_path.read_text())
+        if "sections" not in state:
+            raise SystemExit(f"{json_path}: written by an earlier version of this benchmark; run it again.")
+        write_report(state, out)
         return 0
+    cfg = config(args)
+    state: dict[str, Any] = {}
     if args.resume and json_path.is_file():
         state = json.loads(json_path.read_text())
         if state.get("config") != cfg:
-            raise ValueError(f"{json_path}: was made with another configuration; rerun without --resume or with "
-                             f"the same options (stored: {state.get('config')}).")
+            raise SystemExit(f"{json_path}: made with another configuration ({state.get('config')}); rerun with the "
+                             "same options, or without --resume to start again.")
     state.setdefault("config", cfg)
-    state.setdefault("units", {})
     state.setdefault("trainings", {})
-    meta = state.setdefault("meta", {"elapsed_seconds": 0.0})
-    if "command" in meta:  # results of a run that stored a single command
-        meta.setdefault("commands", []).insert(0, meta.pop("command").strip())
-    meta.setdefault("commands", []).append(
-        "python benchmarks/claims.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    meta.update(torch=torch.__version__, drdd_med=getattr(drdd_med, "__version__", "?"), threads=args.threads,
-                cpu=platform.processor() or platform.machine(), quick=bool(args.quick))
-    started = time.perf_counter()
-    elapsed_before = float(meta.get("elapsed_seconds", 0.0))
+    state.setdefault("sections", {})
+    state.setdefault("rows", {})
+    meta = state.setdefault("meta", {"elapsed_seconds": 0.0, "commands": []})
+    meta["commands"].append("python benchmarks/claims.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    device = runtime.resolve_device(args.device)
+    meta.update(quick=args.quick, torch=torch.__version__, drdd_med=drdd_med.__version__, threads=args.threads,
+                cpu=platform.processor() or platform.machine(), cpus=runtime.available_cpus(), device=str(device),
+                precision=runtime.resolve_precision("auto", device), load_at_start=_load())
+    runtime.configure_threads(args.threads)
+    started, before = time.perf_counter(), float(meta["elapsed_seconds"])
 
     def save() -> None:
-        meta["elapsed_seconds"] = round(elapsed_before + time.perf_counter() - started, 1)
-        _atomic_json(json_path, state)
+        meta["elapsed_seconds"] = round(before + time.perf_counter() - started, 1)
+        meta["partial"] = any(state["sections"].get(s, {}).get("status") != "done" for s in SECTIONS)
+        write_atomic(json_path, json.dumps(state, indent=1) + "\n")
 
-    t0 = time.perf_counter()
-    data = build_data(cfg["size"], cfg["depth"], cfg["n_train"], cfg["n_eval"], cfg["n_unpaired"], seed=0)
-    state["data"] = data.info | {"render_seconds": round(time.perf_counter() - t0, 1)}
-    logger.info("phantom data: %s", state["data"])
-    runner = Runner(cfg, data, state, work, args.resume, save)
-    runner.planned = count_networks(cfg)
-    units = plan(cfg)
-    if args.only:
-        units = [u for u in units if u in args.only]
-    for i, unit in enumerate(units):
-        if args.resume and state["units"].get(unit, {}).get("status") == "done":
-            logger.info("[%d/%d] %s: done, skipped", i + 1, len(units), unit)
+    from drdd_med.workflows.data import evaluation_cases
+
+    bench = Bench(cfg, state, work, args.threads, args.device, save)
+    spec = bench.spec()
+    state["data"] = {"phantom": bench.phantom, "spec": str(spec.path), "split": cfg["split"],
+                     **{f"{s}_cases": len(spec.items(s)) for s in ("training", "validation", "test",
+                                                                   "unpaired_target")},
+                     "cases": [{"id": c.get("id"), **{k: c[k] for k in (keys.SOURCE, keys.TARGET, keys.MASK)}}
+                               for c in evaluation_cases(spec, cfg["split"])]}
+    for name in (s for s in SECTIONS if not args.only or s in args.only):
+        if state["sections"].get(name, {}).get("status") == "done":
+            logger.info("section %s: done, skipped", name)
             continue
-        logger.info("[%d/%d] experiment %s (%.0f s so far)", i + 1, len(units), unit,
-                    elapsed_before + time.perf_counter() - started)
-        u0 = time.perf_counter()
-        result = run_unit(unit, runner, cfg)
-        state["units"][unit] = {"status": "done", "seconds": round(time.perf_counter() - u0, 1), **result}
-        meta["partial"] = any(state["units"].get(u, {}).get("status") != "done" for u in plan(cfg))
+        logger.info("section %s (%.0f s so far)", name, before + time.perf_counter() - started)
+        t0 = time.perf_counter()
+        result = run_section(name, bench, cfg)
+        if "rows" in result:
+            result["rows"] = list(dict.fromkeys(row["key"] for row in result["rows"]))
+        state["sections"][name] = {"status": "done", "seconds": round(time.perf_counter() - t0, 1), **result}
         save()
         if not args.quick:
-            write_report(state, out, work)
-    meta["partial"] = any(state["units"].get(u, {}).get("status") != "done" for u in plan(cfg))
+            write_report(state, out)
+    meta["load_at_end"] = _load()
     save()
-    write_report(state, out, work)
-    logger.info("finished in %.0f s (total %.0f s); results in %s", time.perf_counter() - started,
-                meta["elapsed_seconds"], out)
+    write_report(state, out)
+    logger.info("finished in %.0f s; results in %s", time.perf_counter() - started, out)
     return 0
 
 

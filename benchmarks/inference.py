@@ -10,7 +10,8 @@ Scenarios (each in its own subprocess, so peak RSS is that scenario's alone; ``-
   volume, which is what a one-call regression U-Net of the same size costs;
 - ``ddim50-*``: the peer reference, a conditional MONAI ``DiffusionModelUNet`` of the same preset driven by MONAI's
   ``DDIMScheduler`` (50 steps) over the same volume; the first steps are timed and extrapolated (``extrapolated``);
-- ``pipeline-oracle``: an oracle network (no network cost): the pipeline's own time and memory.
+- ``pipeline-oracle``: networks that predict zeros (no network cost; an oracle for sCT = source), 1 + 0 steps: the
+  pipeline's own time and memory.
 
 Volumes: ``head`` 256x256x150 (default) and, with ``--pelvis``, 512x512x200. ``--quick`` uses 128x128x16 (CI smoke).
 ``--presets`` chooses the presets (default: ``lean`` and the previous default ``compact``); ``paper`` only makes
@@ -97,6 +98,20 @@ def _write_input(shape: list[int], folder: Path) -> Path:
     return path
 
 
+def _pipeline_only_network(config: Any) -> Any:
+    """A DRDDNet of config's channels whose two networks return zeros at no cost: the sCT is the source anchor."""
+    import torch
+
+    from drdd_med.networks.drdd_net import DRDDNet
+
+    class Zeros(torch.nn.Module):
+        def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x[:, :config.target_channels])
+
+    return DRDDNet(Zeros(), Zeros(), divisor=1, source_channels=config.network_source_channels,
+                   target_channels=config.target_channels)
+
+
 def run_drdd(spec: dict[str, Any]) -> dict[str, Any]:
     """Full predictor pipeline on a NIfTI file; returns timings."""
     import torch
@@ -108,10 +123,8 @@ def run_drdd(spec: dict[str, Any]) -> dict[str, Any]:
     config = ModelConfig(mode=spec["mode"], preset=spec["preset"], roi_size=spec.get("roi_size", [64, 64, 64]),
                          residual_steps=spec.get("steps", [2, 2])[0], noise_steps=spec.get("steps", [2, 2])[1])
     if spec["preset"] == "oracle":  # no network cost: isolates the pipeline's own memory and time
-        from drdd_med.networks.oracle import oracle_drdd_net
-
-        network = oracle_drdd_net(1, target_fn=lambda anchor: anchor)
         config.preset = "tiny"
+        network = _pipeline_only_network(config)
     else:
         network = config.build_network()
     predictor = SCTPredictor(network, config, device=spec["device"], precision=spec.get("precision", "auto"),
@@ -221,7 +234,7 @@ VOLUMES = {"quick": [128, 128, 16], "head": [256, 256, 150], "pelvis": [512, 512
 
 
 def scenarios(volumes: list[str], presets: list[str], device: str, threads: int) -> list[dict[str, Any]]:
-    """Scenario specs, per volume: DRDD 2 + 2 per preset in bf16 and fp32, one network call, DDIM-50, oracle."""
+    """Scenario specs, per volume: DRDD 2 + 2 per preset in bf16 and fp32, one network call, DDIM-50, pipeline only."""
     out = []
     for volume in volumes:
         common = {"device": device, "threads": threads, "mode": "2d", "shape": VOLUMES[volume], "volume": volume}
@@ -278,7 +291,8 @@ def run_scenario(spec: dict[str, Any], work: Path, timeout_s: float) -> list[dic
     runs = result["peers"] if "peers" in result else [{**result, "sampler": "drdd"}]
     rows = []
     for run in runs:
-        name = spec["name"] if run["sampler"] == "drdd" else f"{run['sampler']}{run['evaluations']}-{spec['preset']}-{spec['volume']}"
+        peer_name = f"{run['sampler']}{run['evaluations']}-{spec['preset']}-{spec['volume']}"
+        name = spec["name"] if run["sampler"] == "drdd" else peer_name
         row = {"name": name, "scenario": spec["name"], **base, **{k: v for k, v in run.items() if k not in base}}
         row["overhead_ratio"] = row["total_s"] / max(row["network_s"], 1e-9)
         row["s_per_slice"] = row["total_s"] / spec["shape"][2]
@@ -304,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one 128x128x16 volume (smoke run)")
     parser.add_argument("--pelvis", action="store_true", help="also the 512x512x200 volume")
-    parser.add_argument("--presets", nargs="+", default=["lean", "compact"], help="network presets (default: lean compact)")
+    parser.add_argument("--presets", nargs="+", default=["lean", "compact"],
+                        help="network presets (default: lean compact)")
     parser.add_argument("--only", nargs="*", default=None, help="scenario names to run (default: all)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
@@ -390,10 +405,9 @@ def update_readme(report: dict[str, Any], readme: Path = README) -> None:
 
 
 def _write_report(report: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, out)
+    from drdd_med.io.atomic import write_atomic
+
+    write_atomic(out, json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,38 @@
 The kernel is Gaussian on flattened pixels with the median-heuristic bandwidth recomputed at every level (a fixed
 bandwidth would make every MMD vanish trivially once the noise dominates the pairwise distances). Also computes the
 paper's noise-level heuristic (Sec. 4.5 / METHOD.md §7): A(σ) = MMD(noisy MR, noisy CT), B(σ) = MMD(noisy MR,
-clean MR), both min-max normalised over the levels, σ* = argmin 0.5·A + 0.5·B.
+clean MR), both min-max normalised over the levels, σ* = argmin 0.5·A + 0.5·B. The package has no such check:
+it measures a claim of the paper, not something users run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 import torch
 
-__all__ = ["mmd2", "harmonization"]
+__all__ = ["mmd2", "harmonization", "spec_slices"]
+
+#: Slices with less body than this fraction are left out (they are mostly air in both modalities).
+MIN_BODY_FRACTION = 0.05
+
+
+def spec_slices(items: Sequence[Mapping[str, str]], key: str, norm) -> torch.Tensor:
+    """(N, 1, H, W) axial slices in [-1, 1] of the ``key`` volumes of spec items, mapped with the spec's ``norm``
+    (percentile window or fixed range, as the bundle's transforms), keeping slices with enough body (``mask``)."""
+    from drdd_med.transforms.array import percentile_window, window_to_unit
+    from drdd_med.workflows.evaluate import load_volume
+
+    slices = []
+    for item in items:
+        volume = load_volume(item[key])[0]
+        window = percentile_window(volume, norm.lower, norm.upper) if norm.type == "percentile" else (norm.a_min,
+                                                                                                        norm.a_max)
+        unit = np.asarray(window_to_unit(volume, *window), dtype=np.float32)
+        body = (load_volume(item["mask"])[0] > 0).mean(axis=(0, 1)) >= MIN_BODY_FRACTION
+        slices.append(torch.from_numpy(np.ascontiguousarray(np.moveaxis(unit[:, :, body], 2, 0)))[:, None])
+    return torch.cat(slices)
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
+
+from drdd_med.cli.options import add_bundle_options, add_sampling_options, quiet_optional_decoders, user_error
 
 __all__ = ["add_parser", "run"]
 
@@ -23,14 +24,13 @@ metrics (whole 3D volumes in HU, inside the body mask):
   psnr_2023/2025 peak signal-to-noise ratio, dB (HU range [-1024, 3000] / [-1024, 3071])
   ssim_2023      masked SSIM (SynthRAD2023); ms_ssim_2025: masked multi-scale SSIM (SynthRAD2025)
   mae_air/soft_tissue/bone, mean_error: drdd_med diagnostics per CT class and bias (not SynthRAD)
+  through_plane_sct/ct/ratio: mean |difference| of adjacent axial slices of sCT and CT, and sCT/CT (not SynthRAD)
 baselines: "water" (0 HU inside the body) and "linear" (a straight line from MR to HU fitted on the training split).
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``evaluate``."""
-    from drdd_med.cli.translate import parse_steps
-
     p = subparsers.add_parser(
         "evaluate", help="score a trained bundle against real CT (SynthRAD metrics, baselines, montages)",
         description="Translate every case of a data-spec split, compare the synthetic CT with the real CT "
@@ -41,14 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--spec", type=Path, required=True, help="data spec JSON (see data_specs/README.md)")
     p.add_argument("--split", default="test", choices=("training", "validation", "test"),
-                   help="split to evaluate; its cases need a target CT (default: test)")
-    p.add_argument("--bundle", type=Path, default=None, help="trained bundle folder (default: bundles/drdd)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    p.add_argument("--steps", type=parse_steps, default=None, metavar="R,N",
-                   help="residual,noise steps (default: the model's)")
-    p.add_argument("--samples", type=int, default=1, metavar="N", help="samples averaged per case (default: 1)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+                   help="split to evaluate: its cases with a target CT; when it has none, the other held-out split "
+                        "is scored, with a warning (default: test)")
+    add_bundle_options(p)
+    add_sampling_options(p, "samples averaged per case")
     p.add_argument("--montage", action=argparse.BooleanOptionalAction, default=True,
                    help="write montage PNGs (default: on)")
     p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
@@ -58,32 +54,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate; print the table; return 0 (2 for a missing model or bad spec)."""
-    from drdd_med.cli.translate import quiet_optional_decoders
+    """Evaluate with :func:`drdd_med.workflows.report.evaluate_predictor`; print the table; return 0 (2 for a
+    missing model)."""
     from drdd_med.data.spec import load_spec
-    from drdd_med.workflows.evaluate import evaluate_cases, format_table, trivial_baselines
+    from drdd_med.workflows.evaluate import format_table
     from drdd_med.workflows.paths import default_bundle_dir
     from drdd_med.workflows.predictor import SCTPredictor
+    from drdd_med.workflows.report import evaluate_predictor
 
     quiet_optional_decoders()
     spec = load_spec(args.spec)
-    cases = spec.items(args.split)
-    if not cases:
-        raise ValueError(f"{args.spec}: split {args.split!r} has no cases; choose another --split.")
     residual, noise = args.steps or (None, None)
     try:
         predictor = SCTPredictor.from_bundle(args.bundle or default_bundle_dir(), device=args.device,
                                              residual_steps=residual, noise_steps=noise, num_samples=args.samples,
                                              seed=args.seed)
     except FileNotFoundError as exc:
-        print(f"drdd-med evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    baselines = trivial_baselines(spec.items("training"), predictor.config.source_normalize) if args.baselines else {}
+        return user_error("evaluate", exc)
     start = time.perf_counter()
-    result = evaluate_cases(cases, lambda source: predictor.predict(source).hu, args.out, baselines=baselines,
-                            montage=args.montage)
+    result = evaluate_predictor(predictor, spec, args.out, args.split, baselines=args.baselines, montage=args.montage)
     print(format_table(result))
-    print(f"\n{len(cases)} case(s) of split {args.split!r} in {time.perf_counter() - start:.1f} s; "
+    print(f"\n{result['num_cases']} case(s) in {time.perf_counter() - start:.1f} s; "
           f"wrote {args.out / 'metrics.json'}, {args.out / 'metrics.csv'}"
           + (f" and {args.out / 'montages'}" if args.montage else ""))
     return 0

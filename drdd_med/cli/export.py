@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
+
+from drdd_med.cli.options import add_bundle_options, user_error
 
 __all__ = ["add_parser", "run"]
 
@@ -45,8 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "print the paths and the largest differences.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--bundle", type=Path, default=None, help="trained bundle folder (default: bundles/drdd)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    add_bundle_options(p)
     p.add_argument("--opset", type=int, default=None, metavar="N",
                    help=f"ONNX opset version (default: {_DEFAULT_OPSET})")
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
@@ -66,16 +65,14 @@ def run(args: argparse.Namespace) -> int:
         config = ModelConfig.load(bundle)
         network = load_weights(config.build_network(), bundle)
     except FileNotFoundError as exc:
-        print(f"drdd-med export: error: {exc}", file=sys.stderr)
-        return 2
+        return user_error("export", exc)
     measured: dict[str, float] = {}
     try:
         paths = export_onnx(network, args.out, config.spatial_dims, opset=args.opset or DEFAULT_OPSET,
                             verify=args.verify, metadata={"model_config": json.dumps(config.to_dict(), sort_keys=True)},
                             measured=measured)
     except ImportError as exc:
-        print(f"drdd-med export: error: {exc}", file=sys.stderr)
-        return 2
+        return user_error("export", exc)
     width = max(len(stage) for stage in paths)
     for stage, path in paths.items():
         check = f"max |onnx - torch| = {measured[stage]:.3g}" if stage in measured else "not verified"

@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from drdd_med.cli.options import user_error
+
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: Module names under ``drdd_med.cli``, in help order.
@@ -50,8 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ValueError as exc:
-        print(f"drdd-med {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return user_error(args.command, exc)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ CT_WINDOW_HU = (-1000.0, 1500.0)
 def montage_from_spec(spec_path: str | Path, out: str | Path, split: str = "training", index: int = 0) -> Path:
     """Montage of item ``index`` of ``split``: source | target | mask rows for axial, coronal and sagittal planes.
 
+    When the item names its source domain, the sources of every item of the split that shares its target (the
+    subject's other domains) are shown too, one column each.
+
     Volumes are read with the pipelines' reader and reoriented to RAS. The sagittal plane is taken off the midline
     (40 % of the width) so that it cuts through a hemisphere rather than the falx.
 
@@ -33,11 +36,15 @@ def montage_from_spec(spec_path: str | Path, out: str | Path, split: str = "trai
     if not 0 <= index < len(items):
         raise ValueError(f"--index {index}: split {split!r} of {spec_path} has {len(items)} items.")
     item = items[index]
-    present = [k for k in (keys.SOURCE, keys.TARGET, keys.MASK) if k in item]
+    same = [it for it in items if keys.DOMAIN in item and it.get(keys.TARGET) == item.get(keys.TARGET)] or [item]
+    sources = {f"{keys.SOURCE}{i}": it[keys.SOURCE] for i, it in enumerate(same)}
+    present = [*sources, *(k for k in (keys.TARGET, keys.MASK) if k in item)]
     data = Compose([LoadImaged(present, reader=VolumeReader(), image_only=True, ensure_channel_first=True),
-                    Orientationd(present, axcodes="RAS", labels=None)])(item)
-    display = {keys.SOURCE: (spec.source_modality, None), keys.TARGET: (spec.target_modality, CT_WINDOW_HU),
-               keys.MASK: ("mask", (0.0, 1.0))}
+                    Orientationd(present, axcodes="RAS", labels=None)])({**item, **sources})
+    display = {f"{keys.SOURCE}{i}": (it.get(keys.DOMAIN, spec.source_modality),
+                                     CT_WINDOW_HU if it.get(keys.DOMAIN) == "cbct" else None)
+               for i, it in enumerate(same)}
+    display.update({keys.TARGET: (spec.target_modality, CT_WINDOW_HU), keys.MASK: ("mask", (0.0, 1.0))})
     panels = [(display[k][0], data[k][0].numpy(), display[k][1]) for k in present]
     first = data[present[0]]
     spacing = np.sqrt((first.affine.numpy()[:3, :3] ** 2).sum(axis=0))

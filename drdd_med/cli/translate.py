@@ -1,10 +1,13 @@
-"""``drdd-med translate``: MR volumes (NIfTI files, DICOM series folders) -> synthetic CT (NIfTI, optionally DICOM).
+"""``drdd-med translate``: MR / CBCT volumes (NIfTI files, DICOM series folders) -> synthetic CT (NIfTI, or DICOM).
 
 Each input becomes ``<out>/<stem>_sct.nii.gz`` (int16 HU on the input's grid), plus ``<stem>_sct_std.nii.gz`` with
 ``--samples N > 1`` and ``<stem>_sct_dicom/`` with ``--dicom``. A case that fails is reported on stderr (file and
 problem) and skipped, its previous outputs untouched; the others still finish, and the exit status is 1 (input
 checks: :mod:`drdd_med.io.input_checks`, ``docs/inputs.md``). Machine-readable ``PROGRESS done/total``
 lines (:mod:`drdd_med.slicer_support.progress`) go to stdout, counting network evaluations over all cases.
+
+A model trained on several source domains (T1w, T2w, CBCT) translates each input as ``--domain`` says, or, without
+it, as the header of its DICOM series shows; a NIfTI input to such a model needs ``--domain``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Case", "add_parser", "find_cases", "parse_steps", "quiet_optional_decoders", "run"]
+from drdd_med.cli.options import add_bundle_options, add_sampling_options, quiet_optional_decoders, user_error
+from drdd_med.data.domains import DOMAINS
+
+__all__ = ["Case", "add_parser", "find_cases", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +41,17 @@ examples:
   # more sampling steps (residual,noise) and another random seed
   drdd-med translate a.nii.gz b.nii.gz --out out --steps 4,4 --seed 7
 
+  # a model of several source domains: name the domain of NIfTI inputs; DICOM series are recognised from headers
+  drdd-med translate t2w.nii.gz --domain t2w --out out
+  drdd-med translate dicom/cbct_fraction1 dicom/t1_head --out out
+
 inputs:
   NIfTI files (.nii, .nii.gz); folders holding one DICOM series; or folders holding many series (every
   non-localizer series of the model's source modality is translated) or many NIfTI files. A 2D NIfTI is
   translated as a one-slice volume. Inputs that cannot give a usable sCT (NaN voxels, a blank image, no voxel
-  geometry, 4D files, a DICOM series with a gap or of another modality, ...) are refused with one line naming the
-  file and the problem; nothing is written for them (docs/inputs.md lists every case).
+  geometry, 4D files, a DICOM series with a gap or of another modality, an input of a source domain the model
+  was not trained on, ...) are refused with one line naming the file and the problem; nothing is written for them
+  (docs/inputs.md lists every case).
 
 outputs (written atomically, re-runs overwrite them; DICOM UIDs are the same on every re-run):
   <stem>_sct.nii.gz        synthetic CT, int16 Hounsfield units, same grid and orientation as the input
@@ -61,46 +72,26 @@ class Case:
     series_uid: str | None = None
 
 
-def parse_steps(text: str) -> tuple[int, int]:
-    """``"R,N"`` -> (residual_steps, noise_steps); raises ``argparse.ArgumentTypeError`` with an example."""
-    try:
-        residual, noise = (int(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--steps {text!r}: expected two integers 'R,N', e.g. --steps 2,2") from None
-    if residual < 0 or noise < 0 or residual + noise == 0:
-        raise argparse.ArgumentTypeError(f"--steps {text!r}: need non-negative counts and at least one step.")
-    return residual, noise
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}.")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``translate``."""
     p = subparsers.add_parser(
-        "translate", help="translate MR volumes to synthetic CT with a trained bundle",
-        description="Translate MR volumes (NIfTI files or DICOM series folders) to synthetic CT in Hounsfield units "
-                    "with a trained DRDD bundle. The result is on the same voxel grid as the input.",
+        "translate", help="translate MR / CBCT volumes to synthetic CT with a trained bundle",
+        description="Translate MR or CBCT volumes (NIfTI files or DICOM series folders) to synthetic CT in Hounsfield "
+                    "units with a trained DRDD bundle. The result is on the same voxel grid as the input.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="NIfTI file, DICOM series folder, or a folder of many")
-    p.add_argument("--bundle", type=Path, default=None, help="trained bundle folder (default: bundles/drdd)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    add_bundle_options(p)
+    p.add_argument("--domain", choices=DOMAINS, default=None,
+                   help="source domain of every input, for a model trained on several (its model_config.json "
+                        "'domains'); default: read from each DICOM series' header, or the model's only domain. "
+                        "NIfTI inputs to a model of several domains need it")
     p.add_argument("--dicom", action="store_true", help="also write each sCT as a DICOM CT series")
     p.add_argument("--body-part", default=None, metavar="PART",
                    help="DICOM BodyPartExamined for NIfTI inputs written with --dicom, e.g. HEAD or PELVIS "
                         "(DICOM inputs keep the MR's value)")
-    p.add_argument("--steps", type=parse_steps, default=None, metavar="R,N",
-                   help="residual and noise sampling steps (default: the model's, usually 2,2)")
-    p.add_argument("--samples", type=_positive, default=1, metavar="N",
-                   help="average N samples and write a standard-deviation map (default: 1)")
-    p.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same sCT (default: 0)")
+    add_sampling_options(p, "average N samples and write a standard-deviation map")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="network arithmetic: auto = bf16 where the CPU/GPU computes it natively, else fp32 "
                         "(default: auto)")
@@ -114,11 +105,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 # ----------------------------------------------------------------------------------------------- inputs
-def _folder_cases(folder: Path, source_modality: str) -> list[Case]:
+def _folder_cases(folder: Path, source_modality: str | list[str]) -> list[Case]:
     from drdd_med.io.dicom_series import find_series, is_multiframe
     from drdd_med.io.input_checks import dicom_modality
     from drdd_med.io.nifti import is_nifti
-    from drdd_med.slicer_support.command import input_stem
+    from drdd_med.workflows.predictor import input_stem
 
     niftis = sorted(p for p in folder.iterdir() if p.is_file() and is_nifti(p))
     series = find_series(folder)
@@ -131,15 +122,18 @@ def _folder_cases(folder: Path, source_modality: str) -> list[Case]:
         raise ValueError(f"{folder}: no NIfTI file and no DICOM image series (of more than one slice) found.")
     if len(usable) == 1:
         return [Case(folder, folder.name)]
-    expected = dicom_modality(source_modality)  # e.g. a CBCT model's series carry Modality CT
+    names = [source_modality] if isinstance(source_modality, str) else list(source_modality)
+    codes = [dicom_modality(name) for name in names]  # e.g. a CBCT model's series carry Modality CT
+    expected = None if None in codes else set(codes)
     matching = {uid: h for uid, h in usable.items()
-                if expected is None or str(h[0].get("Modality", "")).upper() == expected}
+                if expected is None or str(h[0].get("Modality", "")).upper() in expected}
     skipped = len(usable) - len(matching)
+    translates = " or ".join(dict.fromkeys(names))
     if skipped:
-        logger.info("%s: skipping %d series whose modality is not %s", folder, skipped, source_modality)
+        logger.info("%s: skipping %d series whose modality is not %s", folder, skipped, translates)
     if not matching:
-        raise ValueError(f"{folder}: {len(usable)} series found, none with Modality {expected} (the model translates "
-                         f"{source_modality}).")
+        raise ValueError(f"{folder}: {len(usable)} series found, none with Modality {' or '.join(sorted(expected))} "
+                         f"(the model translates {translates}).")
     cases = []
     for uid, headers in sorted(matching.items(), key=lambda kv: (int(kv[1][0].get("SeriesNumber") or 0), kv[0])):
         parents = {Path(h.filename).parent for h in headers}
@@ -150,14 +144,16 @@ def _folder_cases(folder: Path, source_modality: str) -> list[Case]:
     return cases
 
 
-def find_cases(inputs: list[Path], source_modality: str = "MR") -> tuple[list[Case], list[tuple[str, str]]]:
-    """Expand the inputs into cases with unique output stems.
+def find_cases(inputs: list[Path],
+               source_modality: str | list[str] = "MR") -> tuple[list[Case], list[tuple[str, str]]]:
+    """Expand the inputs into cases with unique output stems; in a folder of many series, those of the model's
+    ``source_modality`` (one, or one per domain it translates).
 
     Returns:
         ``(cases, failures)``: failures are ``(input, problem)`` for inputs that cannot be used at all.
     """
     from drdd_med.io.nifti import is_nifti
-    from drdd_med.slicer_support.command import input_stem
+    from drdd_med.workflows.predictor import input_stem
 
     cases: list[Case] = []
     failures: list[tuple[str, str]] = []
@@ -234,7 +230,7 @@ def _load_predictor(args: argparse.Namespace) -> Any:
     residual, noise = args.steps or (None, None)
     predictor = SCTPredictor.from_bundle(bundle, device=args.device, residual_steps=residual, noise_steps=noise,
                                          num_samples=args.samples, seed=args.seed, precision=args.precision,
-                                         threads=args.threads)
+                                         threads=args.threads, domain=args.domain)
     print(f"drdd-med translate: {describe(predictor.device, predictor.precision)}", file=sys.stderr)
     return predictor
 
@@ -261,29 +257,15 @@ def _write_case(predictor: Any, result: Any, args: argparse.Namespace, stem: str
     The NIfTI files are written into a hidden staging folder in ``--out``, the DICOM series next (it replaces its
     folder atomically), and the NIfTI files are renamed into place last.
     """
-    import os
-    import shutil
-    import tempfile
+    from drdd_med.io.atomic import staged_files
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{stem}.staging-", dir=args.out))
-    try:
+    with staged_files(args.out) as staging:
         staged = predictor.save_nifti(result, staging, stem)
         series = []
         if args.dicom:
             series.append(predictor.save_dicom(result, args.out / f"{stem}_sct_dicom",
                                                **_writer_options(args, result))[0].parent)
-        paths = []
-        for path in staged:
-            os.replace(path, args.out / path.name)
-            paths.append(args.out / path.name)
-        return paths + series
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def quiet_optional_decoders() -> None:
-    """MONAI warns on every DICOM read that the optional nvImageCodec GPU decoder is absent; pydicom decodes fine."""
-    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+    return [args.out / path.name for path in staged] + series
 
 
 def run(args: argparse.Namespace) -> int:
@@ -295,9 +277,11 @@ def run(args: argparse.Namespace) -> int:
         predictor = _load_predictor(args)
         _check_output_folder(args.out)  # after the model: a run that cannot start creates no folder
     except (FileNotFoundError, ValueError) as exc:
-        print(f"drdd-med translate: error: {exc}", file=sys.stderr)
-        return 2
-    cases, failures = find_cases(list(args.inputs), predictor.config.source_modality)
+        return user_error("translate", exc)
+    config = predictor.config
+    domains = [args.domain] if args.domain else config.domains
+    modalities = [config.modality_for(d) for d in domains] or config.source_modality
+    cases, failures = find_cases(list(args.inputs), modalities)
     unusable = len(failures)
     for where, problem in failures:
         print(f"FAILED {where}: {problem}", file=sys.stderr, flush=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from drdd_med.data.spec import SPLITS, DatasetSpec
+from drdd_med.io.atomic import write_atomic
 
 __all__ = ["datalists", "split_subjects", "write_spec_json"]
 
@@ -59,16 +58,5 @@ def split_subjects(subject_ids: Sequence[str], val_fraction: float = 0.15, test_
 
 
 def write_spec_json(path: str | Path, spec: dict[str, Any]) -> Path:
-    """Write a spec dict as indented JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(spec, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write a spec dict as indented JSON atomically (:func:`~drdd_med.io.atomic.write_atomic`)."""
+    return write_atomic(path, json.dumps(spec, indent=1) + "\n")

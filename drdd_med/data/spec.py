@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from drdd_med import keys
+from drdd_med.data.domains import DOMAINS, SOURCE_NORMALIZE
 
 __all__ = ["DatasetSpec", "NormalizeSpec", "SpecError", "SPLITS", "load_spec", "validate_spec_dict"]
 
@@ -27,6 +28,8 @@ SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 _TOP_LEVEL = {"name", "description", "source", "target", "generator", "license", "reference", "$schema", *SPLITS}
 _PATH_KEYS = (keys.SOURCE, keys.TARGET, keys.MASK)
+#: Splits whose items may name their source domain (``keys.DOMAIN``, one of ``DOMAINS``).
+_DOMAIN_SPLITS = ("training", "validation", "test")
 
 
 class SpecError(ValueError):
@@ -69,7 +72,8 @@ class DatasetSpec:
         target_modality: e.g. ``"CT"``.
         source_norm: intensity mapping of the source.
         target_norm: intensity mapping of the target.
-        splits: split name -> list of items ``{keys.SOURCE / TARGET / MASK: absolute path, "id": str?}``.
+        splits: split name -> list of items ``{keys.SOURCE / TARGET / MASK: absolute path, "id": str?,
+            keys.DOMAIN: str?}``.
     """
 
     path: Path
@@ -94,8 +98,23 @@ class DatasetSpec:
             raise ValueError(f"split={split!r}: expected one of {sorted(SPLITS)}.")
         return [dict(item) for item in self.splits.get(split, [])]
 
+    def domains(self) -> list[str]:
+        """The source domains the items name (``keys.DOMAIN``), in :data:`DOMAINS` order; empty when none does."""
+        named = {it[keys.DOMAIN] for split in _DOMAIN_SPLITS for it in self.splits.get(split, []) if keys.DOMAIN in it}
+        return [d for d in DOMAINS if d in named]
+
+    def source_norm_for(self, item: Mapping[str, Any]) -> NormalizeSpec:
+        """Source normalisation of one item: its domain's (``SOURCE_NORMALIZE``) when it names one, else the spec's."""
+        domain = item.get(keys.DOMAIN)
+        if domain is None:
+            return self.source_norm
+        return _check_norm({"normalize": SOURCE_NORMALIZE[domain]}, domain, self.source_norm, [])
+
     def target_items(self, with_mask: bool | None = None) -> list[dict[str, str]]:
         """Target-only items for the noise stage: training targets followed by ``unpaired_target``.
+
+        A target that domain-tagged training items share (one subject's CT paired with its sources of several
+        domains) appears once, with the mask of its first item.
 
         Args:
             with_mask: True keeps masks (every item must have one), False drops them, None keeps masks only when
@@ -104,8 +123,12 @@ class DatasetSpec:
         Returns:
             List of ``{keys.TARGET: path[, keys.MASK: path]}`` dicts.
         """
-        pool = [{k: v for k, v in it.items() if k != keys.SOURCE} for it in self.items("training")]
-        pool += self.items("unpaired_target")
+        pool, seen = [], set()
+        for it in self.items("training") + self.items("unpaired_target"):
+            if keys.DOMAIN in it and it[keys.TARGET] in seen:
+                continue
+            seen.add(it[keys.TARGET])
+            pool.append({k: v for k, v in it.items() if k not in (keys.SOURCE, keys.DOMAIN)})
         all_masked = all(keys.MASK in it for it in pool)
         if with_mask and not all_masked:
             raise SpecError(f"{self.path}: target_items(with_mask=True) but some training/unpaired_target items have no mask.")
@@ -209,8 +232,9 @@ def validate_spec_dict(raw: Any, base_dir: str | Path, check_paths: bool = True)
             for k in required:
                 if k not in entry:
                     errors.append(f"{where}: missing required key {k!r}.")
-            for k in sorted(set(entry) - set(required) - set(optional) - {"id"}):
-                errors.append(f"{where}: unexpected key {k!r} (allowed: {[*required, *optional, 'id']}).")
+            extra = ["id", keys.DOMAIN] if split in _DOMAIN_SPLITS else ["id"]
+            for k in sorted(set(entry) - set(required) - set(optional) - set(extra)):
+                errors.append(f"{where}: unexpected key {k!r} (allowed: {[*required, *optional, *extra]}).")
             item: dict[str, str] = {}
             for k in (*required, *optional):
                 if k not in entry:
@@ -221,6 +245,12 @@ def validate_spec_dict(raw: Any, base_dir: str | Path, check_paths: bool = True)
                 item[k] = _check_path(entry[k], base, f"{where}.{k}", errors) if check_paths else str((base / entry[k]).resolve())
             if "id" in entry:
                 item["id"] = str(entry["id"])
+            if keys.DOMAIN in entry and split in _DOMAIN_SPLITS:
+                if entry[keys.DOMAIN] in DOMAINS:
+                    item[keys.DOMAIN] = entry[keys.DOMAIN]
+                else:
+                    errors.append(f"{where}.{keys.DOMAIN}: unknown domain {entry[keys.DOMAIN]!r} "
+                                  f"(known: {', '.join(DOMAINS)}).")
             for k in (keys.SOURCE, keys.TARGET):
                 if k in item and split != "unpaired_target":
                     other = seen.setdefault(item[k], split)

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from drdd_med.data.datalist import split_subjects, write_spec_json
+from drdd_med.data.domains import TARGET_NORMALIZE, source_normalize
 
 __all__ = ["SOURCES", "synthrad_spec", "write_synthrad_spec"]
 
-#: Source file stem -> (modality, normalize section).
+#: Source file stem -> (modality, normalize section of its domain).
 SOURCES: dict[str, tuple[str, dict[str, Any]]] = {
-    "mr": ("MR", {"type": "percentile", "lower": 0.5, "upper": 99.5}),
-    "cbct": ("CBCT", {"type": "range", "a_min": -1024, "a_max": 3071}),
+    "mr": ("MR", source_normalize("t1w")),
+    "cbct": ("CBCT", source_normalize("cbct")),
 }
 
 
@@ -61,8 +62,8 @@ def synthrad_spec(root: str | Path, source: str = "mr", spec_dir: str | Path | N
     modality, normalize = SOURCES[source]
     spec: dict[str, Any] = {
         "name": name or root.name, "description": f"SynthRAD-style {modality}->CT cases indexed from {root.name}",
-        "source": {"modality": modality, "normalize": normalize},
-        "target": {"modality": "CT", "normalize": {"type": "range", "a_min": -1024, "a_max": 3071}},
+        "source": {"modality": modality, "normalize": dict(normalize)},
+        "target": {"modality": "CT", "normalize": dict(TARGET_NORMALIZE)},
     }
     for part in ("training", "validation", "test"):
         spec[part] = []

@@ -29,41 +29,18 @@ class CoupledScheduler(DRDDScheduler):
     def add_coupled(
         self, original_samples: torch.Tensor, source: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
-        """Coupled forward process.
-
-        Args:
-            original_samples: x0, (B, Ct, *spatial) float in [-1, 1].
-            source: (B, Cs, *spatial) source; reduced to its anchor channels.
-            noise: ε, same shape as x0.
-            timesteps: (B,) integer timesteps in [0, T).
-
-        Returns:
-            x_t, same shape as x0.
-        """
+        """Coupled forward process; arguments as in :meth:`add_residual`, with ε scaled by β̄_t instead of sigma_n."""
         anchor = source_anchor(source, original_samples.shape[1])
         r_coef = self._gather(self.residual_coef, timesteps, original_samples)
         n_coef = self._gather(self.noise_coef, timesteps, original_samples)
         return original_samples + r_coef * (anchor - original_samples) + n_coef * noise
 
-    def step_coupled(
-        self,
-        residual_pred: torch.Tensor,
-        noise_pred: torch.Tensor,
-        t: int,
-        s: int,
-        sample: torch.Tensor,
-        eta: float = 0.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def step_coupled(self, residual_pred: torch.Tensor, noise_pred: torch.Tensor, t: int, s: int, sample: torch.Tensor,
+                     eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """RDDM reverse step ``x - (ᾱ_t - ᾱ_s) r̂ - (β̄_t - sqrt(β̄_s² - σ²)) ε̂ + σ ξ``.
 
-        Args:
-            residual_pred: r̂, shaped like ``sample``.
-            noise_pred: ε̂, shaped like ``sample``.
-            t: current timestep; s: next timestep (-1 for the last step).
-            sample: current state x_t.
-            eta: stochasticity (0 = deterministic), on the variance as in :meth:`step_noise`.
-            generator: random generator for ξ.
+        It is :meth:`step_residual` with ``residual_pred`` followed by :meth:`step_noise` with ``noise_pred``, both
+        from ``t`` to ``s``; ``eta`` and ``generator`` as in :meth:`step_noise`.
         """
         x = self.step_residual(residual_pred, t, s, sample)
         return self.step_noise(noise_pred, t, s, x, eta=eta, generator=generator)

@@ -13,7 +13,7 @@ import torch
 
 from drdd_med.diffusion.anchor import source_anchor
 from drdd_med.diffusion.coupled import CoupledScheduler
-from drdd_med.diffusion.scheduler import DRDDScheduler
+from drdd_med.diffusion.scheduler import DRDDScheduler, check_eta, sampling_problem
 
 __all__ = ["ModelFn", "sample_drdd", "sample_coupled"]
 
@@ -48,8 +48,8 @@ def sample_drdd(
         noise_fn: ``noise_fn(x, source, t_input)`` -> ε̂; unused (may be None) when ``subtract_noise``.
         source: (B, Cs, *spatial) source in [-1, 1].
         noise: z, (B, Ct, *spatial) standard Gaussian; the start is ``anchor(source) + sigma_n * z``.
-        residual_steps: number of deterministic residual steps (>= 1).
-        noise_steps: number of noise (DDIM) steps; 0 returns the hand-over state x0 + sigma_n z.
+        residual_steps: number of deterministic residual steps, 1 to T.
+        noise_steps: number of noise (DDIM) steps, 0 to T; 0 returns the hand-over state x0 + sigma_n z.
         eta: noise-stage stochasticity in [0, 1] (0 = deterministic).
         generator: random generator for the noise-stage ξ when eta > 0.
         callback: called after every step with a dict (see ``Callback``).
@@ -58,7 +58,15 @@ def sample_drdd(
 
     Returns:
         (B, Ct, *spatial) sample (not clamped).
+
+    Raises:
+        ValueError: step counts out of range (:func:`sampling_problem`), ``eta`` outside [0, 1], or inconsistent
+            ``subtract_noise`` / ``noise_fn`` arguments; all before any network call.
     """
+    problem = sampling_problem(residual_steps, noise_steps, scheduler.num_train_timesteps)
+    if problem:
+        raise ValueError(problem + ".")
+    check_eta(eta)
     if subtract_noise and noise_steps:
         raise ValueError("subtract_noise replaces the noise stage: pass noise_steps=0 with subtract_noise=True.")
     if noise_steps and noise_fn is None:
@@ -109,9 +117,14 @@ def sample_coupled(
 
     Returns:
         (B, Ct, *spatial) sample (not clamped).
+
+    Raises:
+        ValueError: ``num_steps`` outside [1, T] or ``eta`` outside [0, 1], before any network call.
     """
+    pairs = scheduler.timestep_pairs(num_steps)
+    check_eta(eta)
     x = source_anchor(source, noise.shape[1]) + scheduler.sigma_n * noise
-    for i, (t, s) in enumerate(scheduler.timestep_pairs(num_steps)):
+    for i, (t, s) in enumerate(pairs):
         residual_pred, noise_pred = model_fn(x, source, _time_input(scheduler.time_input_coupled(t), x))
         x = scheduler.step_coupled(residual_pred, noise_pred, t, s, x, eta=eta, generator=generator)
         if callback is not None:

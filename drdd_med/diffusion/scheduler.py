@@ -19,12 +19,34 @@ from monai.utils import unsqueeze_right
 
 from drdd_med.diffusion.anchor import source_anchor
 
-__all__ = ["DRDDScheduler", "RESIDUAL_SCHEDULES", "TIME_SCALE"]
+__all__ = ["DRDDScheduler", "RESIDUAL_SCHEDULES", "TIME_SCALE", "check_eta", "sampling_problem"]
 
 #: Accepted values of ``residual_schedule``.
 RESIDUAL_SCHEDULES = ("normalized", "code")
 #: The networks' time inputs are ``TIME_SCALE * coefficient`` (reference-code convention, METHOD.md §2).
 TIME_SCALE = 1000.0
+
+
+def check_eta(eta: float) -> float:
+    """``eta`` as a float; ValueError unless it is in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like variance)."""
+    eta = float(eta)
+    if not 0.0 <= eta <= 1.0:  # also refuses NaN
+        raise ValueError(f"eta={eta} must be in [0, 1]: 0 samples deterministically (DDIM), 1 with the full "
+                         "DDPM-like variance (METHOD.md §6.1).")
+    return eta
+
+
+def sampling_problem(residual_steps: int, noise_steps: int, num_train_timesteps: int = 1000) -> str | None:
+    """Why DRDD cannot sample with these step counts, or None: residual steps in [1, T], noise steps in [0, T].
+
+    0 noise steps returns the hand-over state ``x0 + sigma_n z`` (the no-denoiser ablation subtracts the noise).
+    """
+    t = int(num_train_timesteps)
+    if not 1 <= residual_steps <= t:
+        return f"residual_steps={residual_steps}: the residual stage needs at least one step and at most T={t}"
+    if not 0 <= noise_steps <= t:
+        return f"noise_steps={noise_steps}: the noise stage takes 0 to T={t} steps"
+    return None
 
 
 class DRDDScheduler(Scheduler):
@@ -85,8 +107,6 @@ class DRDDScheduler(Scheduler):
         self.register_buffer("abar", abar.float(), persistent=False)
         self.register_buffer("noise_coef", noise_coef.float(), persistent=False)
         self.register_buffer("residual_coef", residual_coef.float(), persistent=False)
-        self.residual_timesteps = self.timesteps_for(2)
-        self.noise_timesteps = self.timesteps_for(2)
 
     # ------------------------------------------------------------------ coefficients and time inputs
     @property
@@ -165,21 +185,6 @@ class DRDDScheduler(Scheduler):
         ts = self.timesteps_for(num_steps)
         return list(zip(ts[:-1], ts[1:]))
 
-    def set_timesteps(
-        self, residual_steps: int = 2, noise_steps: int = 2, device: str | torch.device | None = None
-    ) -> None:
-        """Store the sampling sub-sequences of both stages (``residual_timesteps``, ``noise_timesteps``).
-
-        Args:
-            residual_steps: number of residual-stage steps (>= 1).
-            noise_steps: number of noise-stage steps (>= 1).
-            device: device of ``self.timesteps`` (the concatenated sequence, MONAI convention).
-        """
-        self.residual_timesteps = self.timesteps_for(residual_steps)
-        self.noise_timesteps = self.timesteps_for(noise_steps)
-        self.num_inference_steps = int(residual_steps) + int(noise_steps)
-        self.timesteps = torch.tensor(self.residual_timesteps[:-1] + self.noise_timesteps[:-1], device=device)
-
     def step_residual(self, residual_pred: torch.Tensor, t: int, s: int, sample: torch.Tensor) -> torch.Tensor:
         """Deterministic residual step ``x - (ᾱ_t - ᾱ_s) * r̂`` (Alg. 2; the noise is left untouched).
 
@@ -195,9 +200,12 @@ class DRDDScheduler(Scheduler):
         """Std of the fresh noise of a noise step: ``sqrt(eta * (β̄_t² - β̄_s²) * β̄_s² / β̄_t²)``.
 
         The paper puts ``eta`` on the variance (METHOD.md §6.1); it equals standard DDIM for eta in {0, 1}.
+
+        Raises:
+            ValueError: ``eta`` outside [0, 1].
         """
         b_t, b_s = self.noise_coef_at(t), self.noise_coef_at(s)
-        return (max(eta, 0.0) * (b_t**2 - b_s**2) * b_s**2 / b_t**2) ** 0.5
+        return (check_eta(eta) * (b_t**2 - b_s**2) * b_s**2 / b_t**2) ** 0.5
 
     def step_noise(
         self,

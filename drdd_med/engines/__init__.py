@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drdd_med.engines.ema import EMAHandler, ModelEMA
+from drdd_med.engines.ema import ModelEMA
 from drdd_med.engines.joint import JointTrainer
 from drdd_med.engines.prepare_batch import (
     CoupledPrepareBatch,
@@ -22,5 +22,4 @@ __all__ = [
     "CoupledStageInferer",
     "JointTrainer",
     "ModelEMA",
-    "EMAHandler",
 ]

@@ -14,6 +14,7 @@ from drdd_med.diffusion.scheduler import DRDDScheduler
 from drdd_med.engines.prepare_batch import NoisePrepareBatch, ResidualPrepareBatch
 from drdd_med.engines.stage_inferers import NoiseStageInferer, ResidualStageInferer
 from drdd_med.keys import SOURCE, TARGET
+from drdd_med.networks.drdd_net import unwrap
 
 __all__ = ["JointTrainer", "LOSS_RESIDUAL", "LOSS_NOISE", "PRED_NOISE"]
 
@@ -27,7 +28,7 @@ class JointTrainer(SupervisedTrainer):
     """SupervisedTrainer computing the residual and the noise loss on each paired batch (one backward pass).
 
     The iteration fires the standard ``IterationEvents`` (FORWARD_COMPLETED, LOSS_COMPLETED, BACKWARD_COMPLETED,
-    MODEL_COMPLETED), so MONAI/Ignite handlers and :class:`~drdd_med.engines.ema.EMAHandler` attach as usual.
+    MODEL_COMPLETED), so MONAI/Ignite handlers and :class:`~drdd_med.engines.ema.ModelEMA` attach as usual.
     t and ε are drawn independently for the two losses (the code shares t; both are valid, METHOD.md §5.1).
 
     Args:
@@ -72,7 +73,7 @@ class JointTrainer(SupervisedTrainer):
             prepare_batch=ResidualPrepareBatch(scheduler, source_key, target_key, generator=generator),
             inferer=ResidualStageInferer(scheduler, precision), **kwargs,
         )
-        conditioned = bool(getattr(network, "noise_conditioned", False))
+        conditioned = bool(getattr(unwrap(network), "noise_conditioned", False))
         self.noise_prepare_batch = NoisePrepareBatch(scheduler, target_key, source_key, conditioned, generator)
         self.noise_inferer = NoiseStageInferer(scheduler, precision)
         self.noise_optimizer = noise_optimizer

@@ -42,7 +42,8 @@ from drdd_med.diffusion.scheduler import DRDDScheduler
 from drdd_med.keys import SOURCE, TARGET
 from drdd_med.networks.checks import check_finite, check_same_spatial
 
-__all__ = ["NoisePrepareBatch", "ResidualPrepareBatch", "CoupledPrepareBatch", "RegressionPrepareBatch", "get_item"]
+__all__ = ["NoisePrepareBatch", "ResidualPrepareBatch", "CoupledPrepareBatch", "RegressionPrepareBatch", "get_item",
+           "read_domain", "read_pair"]
 
 
 def get_item(batchdata: Any, key: str, device: Any, non_blocking: bool, **kwargs: Any) -> torch.Tensor:
@@ -62,12 +63,34 @@ def get_item(batchdata: Any, key: str, device: Any, non_blocking: bool, **kwargs
     return value
 
 
-class _SchedulerPrepareBatch(DiffusionPrepareBatch):
-    """DiffusionPrepareBatch hooks (``get_noise``, ``get_timesteps``, ``get_target``) with a seeded generator."""
+def read_pair(batchdata: Any, source_key: str, target_key: str, device: Any = None, non_blocking: bool = False,
+              **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(source, target)`` from a dictionary batch (:func:`get_item`), checked for matching batch/spatial shapes."""
+    source = get_item(batchdata, source_key, device, non_blocking, **kwargs)
+    target = get_item(batchdata, target_key, device, non_blocking, **kwargs)
+    check_same_spatial(source_key, source, target_key, target)
+    return source, target
 
-    def __init__(self, scheduler: DRDDScheduler, generator: torch.Generator | None = None) -> None:
+
+def read_domain(batchdata: Any, key: str | None, device: Any) -> dict[str, torch.Tensor]:
+    """``{"domain": (B,) long labels}`` from ``batchdata[key]``, or ``{}`` when ``key`` is None."""
+    if key is None:
+        return {}
+    if key not in batchdata:
+        raise ValueError(f"batch has no key {key!r} (keys: {sorted(batchdata)}); a domain-embedding model needs the "
+                         "source domain of every item.")
+    return {"domain": torch.as_tensor(batchdata[key]).long().reshape(-1).to(device)}
+
+
+class _SchedulerPrepareBatch(DiffusionPrepareBatch):
+    """DiffusionPrepareBatch hooks (``get_noise``, ``get_timesteps``, ``get_target``) with a seeded generator; the
+    arguments are documented on :class:`ResidualPrepareBatch`."""
+
+    def __init__(self, scheduler: DRDDScheduler, source_key: str = SOURCE, target_key: str = TARGET,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__(num_train_timesteps=scheduler.num_train_timesteps)
         self.scheduler = scheduler
+        self.source_key, self.target_key = source_key, target_key
         self.generator = generator
 
     def _device(self, like: torch.Tensor) -> torch.device:
@@ -87,76 +110,55 @@ class _SchedulerPrepareBatch(DiffusionPrepareBatch):
 class NoisePrepareBatch(_SchedulerPrepareBatch):
     """Noise stage: ``{"target": x0[, "source"]}`` -> ``(x0, ε, (), {"noise", "timesteps"[, "source"]})``.
 
-    Works on target-only items (unpaired CT) unless ``conditioned``.
-
-    Args:
-        scheduler: the DRDD scheduler (T and the coefficients).
-        target_key: key of the clean target, (B, Ct, *spatial) in [-1, 1].
-        source_key: key of the source, read only when ``conditioned``.
-        conditioned: pass the source to a source-conditioned noise net.
-        generator: optional random generator for t and ε.
+    Works on target-only items (unpaired CT) unless ``conditioned``; the source is read only when ``conditioned``
+    (for a source-conditioned noise net). Other arguments as for :class:`ResidualPrepareBatch`.
     """
 
-    def __init__(
-        self,
-        scheduler: DRDDScheduler,
-        target_key: str = TARGET,
-        source_key: str = SOURCE,
-        conditioned: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__(scheduler, generator)
-        self.target_key, self.source_key, self.conditioned = target_key, source_key, bool(conditioned)
+    def __init__(self, scheduler: DRDDScheduler, target_key: str = TARGET, source_key: str = SOURCE,
+                 conditioned: bool = False, generator: torch.Generator | None = None) -> None:
+        super().__init__(scheduler, source_key, target_key, generator)
+        self.conditioned = bool(conditioned)
 
     def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):
-        x0 = get_item(batchdata, self.target_key, device, non_blocking, **kwargs)
-        noise, timesteps = self._draw(x0)
-        infer_kwargs: dict[str, Any] = {"noise": noise, "timesteps": timesteps}
+        infer_kwargs: dict[str, Any] = {}
         if self.conditioned:
-            source = get_item(batchdata, self.source_key, device, non_blocking, **kwargs)
-            check_same_spatial(self.source_key, source, self.target_key, x0)
-            infer_kwargs["source"] = source
-        return x0, self.get_target(x0, noise, timesteps), (), infer_kwargs
+            infer_kwargs["source"], x0 = read_pair(batchdata, self.source_key, self.target_key, device, non_blocking,
+                                                   **kwargs)
+        else:
+            x0 = get_item(batchdata, self.target_key, device, non_blocking, **kwargs)
+        noise, timesteps = self._draw(x0)
+        return x0, self.get_target(x0, noise, timesteps), (), {"noise": noise, "timesteps": timesteps, **infer_kwargs}
 
 
 class ResidualPrepareBatch(_SchedulerPrepareBatch):
     """Residual stage: ``{"source", "target"}`` -> ``(x0, anchor(source) - x0, (), {"noise", "timesteps", "source"})``.
 
     Args:
-        scheduler: the DRDD scheduler.
+        scheduler: the DRDD scheduler (T and the coefficients).
         source_key: key of the source, (B, Cs, *spatial) in [-1, 1].
         target_key: key of the clean target, (B, Ct, *spatial) in [-1, 1].
         generator: optional random generator for t and ε.
+        domain_key: key of (B,) source-domain labels, passed on as ``domain`` (a domain-embedding model); None
+            passes none.
     """
 
-    def __init__(
-        self,
-        scheduler: DRDDScheduler,
-        source_key: str = SOURCE,
-        target_key: str = TARGET,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__(scheduler, generator)
-        self.source_key, self.target_key = source_key, target_key
-
-    def read_pair(self, batchdata: Any, device: Any, non_blocking: bool, **kwargs: Any):
-        """(source, x0) from the batch, checked for NaN and matching batch/spatial shapes."""
-        source = get_item(batchdata, self.source_key, device, non_blocking, **kwargs)
-        x0 = get_item(batchdata, self.target_key, device, non_blocking, **kwargs)
-        check_same_spatial(self.source_key, source, self.target_key, x0)
-        return source, x0
+    def __init__(self, scheduler: DRDDScheduler, source_key: str = SOURCE, target_key: str = TARGET,
+                 generator: torch.Generator | None = None, domain_key: str | None = None) -> None:
+        super().__init__(scheduler, source_key, target_key, generator)
+        self.domain_key = domain_key
 
     def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):
-        source, x0 = self.read_pair(batchdata, device, non_blocking, **kwargs)
+        source, x0 = read_pair(batchdata, self.source_key, self.target_key, device, non_blocking, **kwargs)
         noise, timesteps = self._draw(x0)
-        return x0, residual_target(source, x0), (), {"noise": noise, "timesteps": timesteps, "source": source}
+        extra = read_domain(batchdata, self.domain_key, device)
+        return x0, residual_target(source, x0), (), {"noise": noise, "timesteps": timesteps, "source": source, **extra}
 
 
-class CoupledPrepareBatch(ResidualPrepareBatch):
-    """Coupled RDDM baseline: target ``cat([anchor(source) - x0, ε], dim=1)`` (2*Ct channels), same kwargs."""
+class CoupledPrepareBatch(_SchedulerPrepareBatch):
+    """Coupled RDDM baseline: target ``cat([anchor(source) - x0, ε], dim=1)`` (2*Ct channels), residual kwargs."""
 
     def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):
-        source, x0 = self.read_pair(batchdata, device, non_blocking, **kwargs)
+        source, x0 = read_pair(batchdata, self.source_key, self.target_key, device, non_blocking, **kwargs)
         noise, timesteps = self._draw(x0)
         target = torch.cat([residual_target(source, x0), noise], dim=1)
         return x0, target, (), {"noise": noise, "timesteps": timesteps, "source": source}
@@ -168,13 +170,14 @@ class RegressionPrepareBatch(PrepareBatch):
     Args:
         source_key: key of the source, (B, Cs, *spatial).
         target_key: key of the target, (B, Ct, *spatial).
+        domain_key: key of (B,) source-domain labels, then passed to the inferer as ``domain`` (validation of a
+            domain-embedding DRDD model with a volume inferer); None passes none.
     """
 
-    def __init__(self, source_key: str = SOURCE, target_key: str = TARGET) -> None:
-        self.source_key, self.target_key = source_key, target_key
+    def __init__(self, source_key: str = SOURCE, target_key: str = TARGET, domain_key: str | None = None) -> None:
+        self.source_key, self.target_key, self.domain_key = source_key, target_key, domain_key
 
     def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):
-        source = get_item(batchdata, self.source_key, device, non_blocking, **kwargs)
-        target = get_item(batchdata, self.target_key, device, non_blocking, **kwargs)
-        check_same_spatial(self.source_key, source, self.target_key, target)
-        return source, target
+        pair = read_pair(batchdata, self.source_key, self.target_key, device, non_blocking, **kwargs)
+        extra = read_domain(batchdata, self.domain_key, device)
+        return (*pair, (), extra) if extra else pair

@@ -18,6 +18,7 @@ from drdd_med import runtime
 from drdd_med.diffusion.coupled import CoupledScheduler
 from drdd_med.diffusion.scheduler import DRDDScheduler
 from drdd_med.networks.checks import check_divisible
+from drdd_med.networks.drdd_net import unwrap
 
 __all__ = ["NoiseStageInferer", "ResidualStageInferer", "CoupledStageInferer", "RegressionStageInferer"]
 
@@ -44,7 +45,7 @@ class _StageInferer(Inferer):
 
     @staticmethod
     def _check(x0: torch.Tensor, network: nn.Module) -> None:
-        check_divisible("training patch", x0, int(getattr(network, "divisor", 1)))
+        check_divisible("training patch", x0, int(getattr(unwrap(network), "divisor", 1)))
 
 
 class NoiseStageInferer(_StageInferer):
@@ -74,11 +75,13 @@ class ResidualStageInferer(_StageInferer):
         noise: torch.Tensor,
         timesteps: torch.Tensor,
         source: torch.Tensor,
+        domain: torch.Tensor | None = None,
     ) -> torch.Tensor:
         self._check(inputs, network)
         x_t = self.scheduler.add_residual(inputs, source, noise, timesteps)
         t_input = self.scheduler.time_input_residual(timesteps).to(inputs.device)
-        return self._run(network, inputs, x_t, source, t_input, stage="residual")
+        extra = {} if domain is None else {"domain": domain}
+        return self._run(network, inputs, x_t, source, t_input, stage="residual", **extra)
 
 
 class CoupledStageInferer(_StageInferer):

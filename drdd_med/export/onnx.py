@@ -23,13 +23,13 @@ TorchScript exporter is deprecated since torch 2.9; when it is removed, pass ``d
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import io
 import logging
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from drdd_med.io.atomic import atomic_file
 from drdd_med.networks.drdd_net import NOISE, RESIDUAL, DRDDNet
 
 __all__ = ["DEFAULT_OPSET", "FILE_NAMES", "FORMAT", "STAGES", "TOLERANCE", "export_onnx", "parse_metadata",
@@ -216,11 +217,13 @@ def export_onnx(
     Raises:
         ValueError: ``spatial_dims`` is not 2 or 3, the network lacks channel counts, or a network's ONNX output
             differs from torch by more than ``tolerance`` (the message names the file).
-        TypeError: ``network`` is not a DRDDNet.
+        TypeError: ``network`` is not a DRDDNet with torch weights (e.g. an ``OnnxDRDDNet``).
         ImportError: ``onnx`` / ``onnxruntime`` are not installed.
     """
     if not isinstance(network, DRDDNet):
         raise TypeError(f"export_onnx exports a DRDDNet (residual and noise network), got {type(network).__name__}.")
+    if next(network.parameters(), None) is None:
+        raise TypeError(f"export_onnx exports torch networks; this {type(network).__name__} has no torch weights.")
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
     require("onnx")
@@ -233,12 +236,9 @@ def export_onnx(
     generator = torch.Generator().manual_seed(0)
     side = [2 * _unit(net.divisor)] * spatial_dims
     finals = {stage: out_dir / FILE_NAMES[stage] for stage in STAGES}
-    temps: dict[str, Path] = {}
-    try:
+    with contextlib.ExitStack() as stack:  # both files are renamed into place only once both are verified
+        temps = {stage: stack.enter_context(atomic_file(finals[stage])) for stage in STAGES}
         for stage in STAGES:
-            fd, tmp = tempfile.mkstemp(prefix=f".{FILE_NAMES[stage]}.", suffix=".tmp", dir=out_dir)
-            os.close(fd)
-            temps[stage] = Path(tmp)
             channels = _in_channels(net, stage)
             example = (torch.randn(2, channels, *side, generator=generator), 1000 * torch.rand(2, generator=generator))
             stage_net = net.residual_net if stage == RESIDUAL else net.noise_net
@@ -252,13 +252,6 @@ def export_onnx(
             if measured is not None:
                 measured.update(diffs)
             _check(diffs, finals, tolerance, " (not written)")
-        for stage in STAGES:
-            os.chmod(temps[stage], 0o644)
-            os.replace(temps[stage], finals[stage])
-    finally:
-        for tmp in temps.values():
-            if tmp.exists():
-                tmp.unlink()
     return finals
 
 

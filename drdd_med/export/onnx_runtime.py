@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from drdd_med.export.onnx import FILE_NAMES, STAGES, parse_metadata, require
-from drdd_med.networks.drdd_net import NOISE, RESIDUAL
+from drdd_med.export.onnx import FILE_NAMES, parse_metadata, require
+from drdd_med.networks.drdd_net import NOISE, RESIDUAL, DRDDNet
 
 __all__ = ["OnnxDRDDNet"]
 
@@ -26,8 +26,43 @@ __all__ = ["OnnxDRDDNet"]
 _SHARED = ("spatial_dims", "source_channels", "target_channels", "divisor", "noise_level", "noise_conditioned")
 
 
-class OnnxDRDDNet(nn.Module):
+class _OnnxStage(nn.Module):
+    """One exported network as a module called ``net(x, timesteps=t)``, like the torch networks of a DRDDNet."""
+
+    def __init__(self, session: Any, path: Path, meta: dict[str, Any]) -> None:
+        super().__init__()
+        self.session, self.path, self.stage = session, path, meta["stage"]
+        self.spatial_dims, self.in_channels = int(meta["spatial_dims"]), int(meta["in_channels"])
+        self.divisor = int(meta["divisor"])
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, *spatial) input and (B,) float time inputs (one value is broadcast) -> (B, Ct, *spatial).
+
+        The result is on ``x``'s device and dtype; spatial sizes must be multiples of ``divisor``.
+        """
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f"the ONNX {self.stage} network expects (B, {self.in_channels}, "
+                             f"{', '.join(['*'] * self.spatial_dims)}) inputs, got shape {tuple(x.shape)}.")
+        if any(s % self.divisor for s in x.shape[2:]):
+            raise ValueError(f"spatial sizes {tuple(x.shape[2:])} must be multiples of the network's divisor "
+                             f"{self.divisor}; pad the input.")
+        t = torch.as_tensor(timesteps).reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(x.shape[0])
+        if t.numel() != x.shape[0]:
+            raise ValueError(f"timesteps must hold one value per batch item ({x.shape[0]}), got {t.numel()}.")
+        (y,) = self.session.run(["y"], {"x": _numpy(x), "t": _numpy(t)})
+        return torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"path={self.path}"
+
+
+class OnnxDRDDNet(DRDDNet):
     """DRDD's residual and noise networks as two ONNX Runtime sessions (files written by ``export_onnx``).
+
+    It is a :class:`DRDDNet` whose ``residual_net`` and ``noise_net`` run the sessions, so ``forward`` (which
+    network gets the source) is DRDDNet's own. ``metadata`` holds each file's parsed metadata.
 
     Args:
         residual_path: ``residual.onnx``.
@@ -52,15 +87,14 @@ class OnnxDRDDNet(nn.Module):
         intra_op_num_threads: int | None = None,
         providers: list[str] | None = None,
     ) -> None:
-        super().__init__()
         ort = require("onnxruntime")
         options = ort.SessionOptions()
         if intra_op_num_threads:
             options.intra_op_num_threads = int(intra_op_num_threads)
-        self.paths = {RESIDUAL: Path(residual_path), NOISE: Path(noise_path)}
-        self.sessions: dict[str, Any] = {}
+        paths = {RESIDUAL: Path(residual_path), NOISE: Path(noise_path)}
+        nets: dict[str, _OnnxStage] = {}
         meta: dict[str, dict[str, Any]] = {}
-        for stage, path in self.paths.items():
+        for stage, path in paths.items():
             if not path.is_file():
                 raise ValueError(f"{path}: no such ONNX file; export the bundle with 'drdd-med export'.")
             session = ort.InferenceSession(os.fspath(path), options,
@@ -71,20 +105,18 @@ class OnnxDRDDNet(nn.Module):
                 raise ValueError(f"{path}: {exc}") from exc
             if meta[stage]["stage"] != stage:
                 raise ValueError(f"{path}: holds the {meta[stage]['stage']} network, not the {stage} network.")
-            self.sessions[stage] = session
+            nets[stage] = _OnnxStage(session, path, meta[stage])
         differ = [k for k in _SHARED if meta[RESIDUAL][k] != meta[NOISE][k]]
         if differ:
-            raise ValueError(f"{self.paths[RESIDUAL]} and {self.paths[NOISE]} come from different models "
+            raise ValueError(f"{paths[RESIDUAL]} and {paths[NOISE]} come from different models "
                              f"(they differ in {differ}); export both networks of one model together.")
-        self.metadata = meta
         shared = meta[RESIDUAL]
+        super().__init__(nets[RESIDUAL], nets[NOISE], noise_conditioned=bool(shared["noise_conditioned"]),
+                         noise_level=float(shared["noise_level"]), divisor=int(shared["divisor"]),
+                         source_channels=int(shared["source_channels"]),
+                         target_channels=int(shared["target_channels"]))
+        self.metadata = meta
         self.spatial_dims = int(shared["spatial_dims"])
-        self.source_channels = int(shared["source_channels"])
-        self.target_channels = int(shared["target_channels"])
-        self.divisor = int(shared["divisor"])
-        self.noise_conditioned = bool(shared["noise_conditioned"])
-        self.in_channels = {stage: int(meta[stage]["in_channels"]) for stage in STAGES}
-        self.register_buffer("noise_level", torch.tensor(float(shared["noise_level"]), dtype=torch.float64))
 
     @classmethod
     def from_dir(cls, folder: str | os.PathLike, **kwargs: Any) -> OnnxDRDDNet:
@@ -95,57 +127,6 @@ class OnnxDRDDNet(nn.Module):
     def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> OnnxDRDDNet:
         """``to()``, ``cuda()``, ``float()``, ... change nothing: the sessions own their weights and device."""
         return self
-
-    def run(self, stage: str, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """One ONNX network call on the concatenated input.
-
-        Args:
-            stage: ``"residual"`` or ``"noise"``.
-            x: (B, C_in, *spatial) network input; spatial sizes multiples of ``divisor``.
-            timesteps: (B,) float time inputs (a scalar or a single value is broadcast to the batch).
-
-        Returns:
-            (B, Ct, *spatial) on ``x``'s device and dtype.
-        """
-        if stage not in self.sessions:
-            raise ValueError(f"stage must be {RESIDUAL!r} or {NOISE!r}, got {stage!r}.")
-        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels[stage]:
-            raise ValueError(f"the ONNX {stage} network expects (B, {self.in_channels[stage]}, "
-                             f"{', '.join(['*'] * self.spatial_dims)}) inputs, got shape {tuple(x.shape)}.")
-        if any(s % self.divisor for s in x.shape[2:]):
-            raise ValueError(f"spatial sizes {tuple(x.shape[2:])} must be multiples of the network's divisor "
-                             f"{self.divisor}; pad the input.")
-        t = torch.as_tensor(timesteps).reshape(-1)
-        if t.numel() == 1:
-            t = t.expand(x.shape[0])
-        if t.numel() != x.shape[0]:
-            raise ValueError(f"timesteps must hold one value per batch item ({x.shape[0]}), got {t.numel()}.")
-        (y,) = self.sessions[stage].run(["y"], {"x": _numpy(x), "t": _numpy(t)})
-        return torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
-
-    def forward(
-        self, x: torch.Tensor, source: torch.Tensor | None, timesteps: torch.Tensor, stage: str = NOISE
-    ) -> torch.Tensor:
-        """Call one stage's network, as :meth:`DRDDNet.forward`.
-
-        Args:
-            x: (B, Ct, *spatial) diffusion state.
-            source: (B, Cs, *spatial) source, or None for an unconditional noise net.
-            timesteps: (B,) float network time inputs.
-            stage: ``"residual"`` or ``"noise"``.
-
-        Raises:
-            ValueError: unknown stage, missing source, or inputs of the wrong shape.
-        """
-        if stage == RESIDUAL or (stage == NOISE and self.noise_conditioned):
-            if source is None:
-                raise ValueError(f"the {stage} network needs the source image.")
-            x = torch.cat([x, source.to(device=x.device, dtype=x.dtype)], dim=1)
-        return self.run(stage, x, timesteps)
-
-    def extra_repr(self) -> str:
-        return (f"residual={self.paths[RESIDUAL]}, noise={self.paths[NOISE]}, noise_conditioned="
-                f"{self.noise_conditioned}, noise_level={float(self.noise_level)}, divisor={self.divisor}")
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -10,20 +10,10 @@ from torch import nn
 
 from drdd_med.diffusion.coupled import CoupledScheduler
 from drdd_med.diffusion.sampling import sample_coupled
-from drdd_med.inferers.inferer import ensemble
+from drdd_med.inferers.inferer import check_source, ensemble
 from drdd_med.keys import UNIT_MAX, UNIT_MIN
-from drdd_med.networks.checks import check_divisible, check_finite
 
 __all__ = ["CoupledInferer", "RegressionInferer"]
-
-
-def _validate(source: torch.Tensor, network: nn.Module) -> None:
-    check_finite("source", source)
-    if source.ndim < 3:
-        raise ValueError(
-            f"source must be (B, C, *spatial), got shape {tuple(source.shape)}; add batch/channel axes."
-        )
-    check_divisible("source", source, int(getattr(network, "divisor", 1)))
 
 
 class CoupledInferer(Inferer):
@@ -57,7 +47,7 @@ class CoupledInferer(Inferer):
         num_samples: int = 1,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(B, Ct, *spatial) sample in [-1, 1] for a (B, Cs, *spatial) source; ``(mean, std)`` if num_samples > 1."""
-        _validate(source, network)
+        check_source(source, network)
         channels = getattr(network, "target_channels", None) or source.shape[1]
         shape = (source.shape[0], int(channels), *source.shape[2:])
         was_training = network.training
@@ -93,6 +83,6 @@ class RegressionInferer(Inferer):
         self.clip = bool(clip)
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
-        _validate(inputs, network)
+        check_source(inputs, network)
         out = network(inputs, *args, **kwargs)
         return out.clamp(UNIT_MIN, UNIT_MAX) if self.clip else out

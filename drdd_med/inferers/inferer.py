@@ -11,18 +11,22 @@ from monai.utils import convert_to_tensor
 from torch import nn
 
 from drdd_med.diffusion.sampling import ModelFn, sample_drdd
-from drdd_med.diffusion.scheduler import DRDDScheduler
+from drdd_med.diffusion.scheduler import DRDDScheduler, check_eta
 from drdd_med.keys import UNIT_MAX, UNIT_MIN
 from drdd_med.networks.checks import check_divisible, check_finite
+from drdd_med.networks.drdd_net import unwrap
 
-__all__ = ["DRDDInferer", "check_noise_level", "ensemble"]
+__all__ = ["DRDDInferer", "check_noise_level", "check_source", "ensemble"]
 
 logger = logging.getLogger(__name__)
 
 
-def _unwrap(network: nn.Module) -> nn.Module:
-    """The wrapped module of DataParallel / DistributedDataParallel (for attribute look-ups only)."""
-    return network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
+def check_source(source: torch.Tensor, network: nn.Module) -> None:
+    """Raise ValueError unless ``source`` is a finite (B, C, *spatial) tensor divisible by the network's factor."""
+    check_finite("source", source)
+    if source.ndim < 3:
+        raise ValueError(f"source must be (B, C, *spatial), got shape {tuple(source.shape)}; add batch/channel axes.")
+    check_divisible("source", source, int(getattr(unwrap(network), "divisor", 1)))
 
 
 def check_noise_level(scheduler: DRDDScheduler, network: nn.Module, allow_mismatch: bool = False) -> None:
@@ -31,7 +35,7 @@ def check_noise_level(scheduler: DRDDScheduler, network: nn.Module, allow_mismat
     Raises:
         ValueError: on a mismatch, unless ``allow_mismatch``.
     """
-    stored = getattr(_unwrap(network), "noise_level", None)
+    stored = getattr(unwrap(network), "noise_level", None)
     if stored is None:
         return
     stored = float(stored)
@@ -89,7 +93,7 @@ class DRDDInferer(Inferer):
         self.scheduler = scheduler
         self.residual_steps = int(residual_steps)
         self.noise_steps = 0 if subtract_noise else int(noise_steps)
-        self.eta = float(eta)
+        self.eta = check_eta(eta)
         self.clip = bool(clip)
         self.allow_noise_level_mismatch = bool(allow_noise_level_mismatch)
         self.subtract_noise = bool(subtract_noise)
@@ -116,17 +120,12 @@ class DRDDInferer(Inferer):
 
     def validate(self, source: torch.Tensor, network: nn.Module) -> None:
         """Check the source (finite, divisible by the network's factor) and the noise level; raise ValueError."""
-        check_finite("source", source)
-        if source.ndim < 3:
-            raise ValueError(
-                f"source must be (B, C, *spatial), got shape {tuple(source.shape)}; add batch/channel axes."
-            )
-        check_divisible("source", source, int(getattr(_unwrap(network), "divisor", 1)))
+        check_source(source, network)
         check_noise_level(self.scheduler, network, self.allow_noise_level_mismatch)
 
     def target_channels(self, source: torch.Tensor, network: nn.Module) -> int:
         """Ct: the network's ``target_channels``, else the source's channel count."""
-        channels = getattr(_unwrap(network), "target_channels", None)
+        channels = getattr(unwrap(network), "target_channels", None)
         return int(channels) if channels is not None else int(source.shape[1])
 
     # ------------------------------------------------------------------ sampling

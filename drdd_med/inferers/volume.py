@@ -23,15 +23,14 @@ from torch import nn
 from drdd_med import runtime
 from drdd_med.diffusion.sampling import ModelFn
 from drdd_med.inferers.inferer import DRDDInferer, check_noise_level
-from drdd_med.keys import UNIT_MAX, UNIT_MIN
+from drdd_med.keys import MODES, UNIT_MAX, UNIT_MIN
 from drdd_med.networks.checks import check_finite
 
-__all__ = ["VolumeDRDDInferer", "VolumeRegressionInferer", "slice_stack", "slices_per_call", "uses_channels_last",
-           "MODES"]
+__all__ = ["VolumeDRDDInferer", "VolumeRegressionInferer", "slice_stack", "slices_per_call", "uses_channels_last"]
 
 logger = logging.getLogger(__name__)
 
-MODES = ("2d", "2.5d", "3d")
+NOISE_FIELDS = ("shared", "independent")
 #: CPU slice batches hold about this many pixels per slice batch: the measured optimum for the 2D presets on a
 #: 2-core AVX512 CPU was 2 slices of 256² (4 and 16 slices per call were 10 % and 2.6x slower per slice: the
 #: activations of a large batch no longer fit the caches). GPUs keep large batches.
@@ -116,6 +115,12 @@ class VolumeDRDDInferer(DRDDInferer):
             the sampler's arithmetic stays float32.
         channels_last: run 2D networks on channels-last tensors (None: on CPU, where oneDNN's convolutions measured
             1.3-1.6x faster so; the network's weights are converted once per :meth:`sample`).
+        noise_field: ``"shared"`` draws one in-plane noise field z(x, y) for every axial slice in 2D / 2.5D, so
+            that neighbouring slices start the noise stage from the same noise and agree (no through-plane stripes);
+            ``"independent"`` draws z per voxel. 3D always draws z per voxel (the windows see the whole field).
+            ``"shared"`` is the default because it measured better with the same MAE: on the default phantom model
+            (MR-conditioned denoiser, validation) 117.2 vs 117.3 HU, stripe ratio 0.94 vs 1.17 (1 = as consistent
+            across slices as the CT; :func:`~drdd_med.metrics.functional.through_plane_consistency`).
         kwargs: other :class:`DRDDInferer` options (``clip``, ``subtract_noise``, ...).
 
     Example:
@@ -140,9 +145,13 @@ class VolumeDRDDInferer(DRDDInferer):
         progress: Progress | None = None,
         precision: str = "fp32",
         channels_last: bool | None = None,
+        noise_field: str = "shared",
         **kwargs: Any,
     ) -> None:
         super().__init__(scheduler, residual_steps=residual_steps, noise_steps=noise_steps, eta=eta, **kwargs)
+        if noise_field not in NOISE_FIELDS:
+            raise ValueError(f"noise_field must be one of {NOISE_FIELDS}, got {noise_field!r}.")
+        self.noise_field = noise_field
         mode = str(mode).lower()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -165,6 +174,7 @@ class VolumeDRDDInferer(DRDDInferer):
         self.progress = progress
         self._calls = 0
         self._total = 0
+        self._domain: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ checks
     def validate(self, source: torch.Tensor, network: nn.Module) -> None:
@@ -188,6 +198,16 @@ class VolumeDRDDInferer(DRDDInferer):
         channels = getattr(network, "target_channels", None)
         return int(channels) if channels is not None else 1
 
+    def initial_noise(
+        self, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """z for the whole (1, Ct, X, Y, Z) volume: one in-plane field repeated along Z with ``noise_field="shared"``
+        in 2D / 2.5D, else i.i.d. per voxel."""
+        if self.noise_field == "independent" or self.mode == "3d":
+            return super().initial_noise(shape, generator, device, dtype)
+        plane = super().initial_noise((*shape[:-1], 1), generator, device, dtype)
+        return plane.expand(shape).contiguous()
+
     # ------------------------------------------------------------------ network evaluations over the volume
     def _tick(self) -> None:
         self._calls += 1
@@ -205,6 +225,9 @@ class VolumeDRDDInferer(DRDDInferer):
     def _evaluate(self, network: nn.Module, x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor,
                   stage: str) -> torch.Tensor:
         """One network call on a padded batch of state ``x`` and ``source``: the DRDD net's ``stage`` output."""
+        if stage == "residual" and self._domain is not None:
+            domain = self._domain.to(x.device).reshape(-1)[:1].expand(x.shape[0])
+            return network(x, source, t_input[:1].expand(x.shape[0]), stage=stage, domain=domain)
         return network(x, source, t_input[:1].expand(x.shape[0]), stage=stage)
 
     def _volume_fn(self, network: nn.Module, stage: str) -> ModelFn:
@@ -264,8 +287,13 @@ class VolumeDRDDInferer(DRDDInferer):
         return self._volume_fn(network, "noise")
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, source: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        """Sample the whole volume; see :meth:`DRDDInferer.sample`. Seeded by ``seed`` unless a generator is given."""
+    def sample(self, source: torch.Tensor, network: nn.Module, *args: Any, domain: torch.Tensor | None = None,
+               **kwargs: Any) -> Any:
+        """Sample the whole volume; see :meth:`DRDDInferer.sample`. Seeded by ``seed`` unless a generator is given.
+
+        ``domain``: the (1,) source-domain label of a domain-embedding model, given to every residual-net call.
+        """
+        self._domain = domain
         if kwargs.get("generator") is None and self.seed is not None:
             kwargs["generator"] = torch.Generator(device="cpu").manual_seed(int(self.seed))
         kwargs.setdefault("num_samples", self.num_samples)

@@ -6,41 +6,51 @@ InstanceNumber, which need not follow position), the geometry is validated (one 
 uniform slice spacing, no gaps or duplicates), the modality LUT (RescaleSlope/Intercept, PS3.3 C.11.1) is applied
 and the voxels are returned with a RAS affine, in MONAI's array index order (i = column, j = row, k = slice).
 
-Two entry points:
+Headers are read once: :func:`find_series` parses each file's header (pixel data stays on disk) and remembers the
+last scans of a few folders, so a second scan of unchanged files (same path, inode, size and modification time)
+parses nothing; the pixels are then read and decoded once, file by file. Entry points:
 
+* :func:`read_series` returns a :class:`DicomSeries`: the sorted headers (``datasets``), the RAS affine and the
+  voxels (or only the validated headers, ``pixels=False``);
 * :func:`load_series` returns ``(MetaTensor (1, X, Y, Z), datasets)``; the datasets (sorted like the slices)
   are what a DICOM writer needs to reference the source series. They are kept out of the MetaTensor's meta
-  so that collation, ``Invertd`` and ``SaveImage`` never carry them around.
+  so that collation, ``Invertd`` and ``SaveImage`` never carry them around;
 * :class:`DicomSeriesReader` is a MONAI ``ImageReader``, so ``LoadImaged(keys, reader=DicomSeriesReader())``
   gives a MetaTensor whose ``applied_operations`` make ``Invertd`` work unchanged. Its meta holds
-  ``source_series_uid`` (``SOURCE_SERIES_UID_KEY``) and ``modality``; call :func:`load_series_datasets`
-  with the folder and that UID to get the datasets again.
+  ``source_series_uid`` (``SOURCE_SERIES_UID_KEY``) and ``modality``; :func:`load_series_datasets` with the
+  folder and that UID gives the sorted headers without reading any file again.
 
-Selection rules mirror MONAI Deploy's ``DICOMSeriesSelectorOperator`` conditions (see :func:`matches_rules`).
+Selection rules are those of :mod:`drdd_med.io.dicom_rules` (the PACS job uses the same engine).
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from monai.data import ImageReader
 
+from drdd_med.io.dicom_rules import first_match, parse_rules
 from drdd_med.io.input_checks import check_size
 
 __all__ = [
+    "DicomSeries",
     "DicomSeriesError",
     "DicomSeriesReader",
     "SOURCE_SERIES_UID_KEY",
+    "check_series",
     "find_series",
     "is_multiframe",
     "load_series",
     "load_series_datasets",
-    "matches_rules",
+    "read_series",
     "select_series",
     "series_affine",
     "sort_series",
@@ -55,7 +65,10 @@ _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _IOP_TOL = 1e-4  # direction cosines are written with ~6 decimals
 _SPACING_REL_TOL, _SPACING_ABS_TOL_MM = 0.01, 0.01
-_ORIENTATION_AXES = {"SAGITTAL": 0, "CORONAL": 1, "AXIAL": 2}
+#: Most headers :func:`find_series` keeps from its last scans (a few series; pixel data is never kept).
+_SCAN_MEMO_HEADERS = 4096
+_SCANS: OrderedDict[tuple[str, bool], tuple[tuple, dict[str, list[Any]]]] = OrderedDict()
+_SCANS_LOCK = threading.Lock()
 
 
 class DicomSeriesError(ValueError):
@@ -66,28 +79,62 @@ class DicomSeriesError(ValueError):
 def find_series(folder: str | Path, recursive: bool = True) -> dict[str, list[Any]]:
     """Group the image files of a folder by SeriesInstanceUID.
 
-    Non-DICOM files, DICOMDIR files and non-image objects (no ImagePositionPatient / ImageOrientationPatient /
-    Rows, e.g. RT structure sets or reports) are skipped. A file that starts like DICOM but cannot be parsed is
-    an error, because silently dropping it would hide a missing slice.
+    Non-DICOM files, hidden files, DICOMDIR files and non-image objects (no ImagePositionPatient /
+    ImageOrientationPatient / Rows, e.g. RT structure sets or reports) are skipped. A file that starts like DICOM but
+    cannot be parsed is an error, because silently dropping it would hide a missing slice. The headers of the last
+    scans are kept (at most ``_SCAN_MEMO_HEADERS``): scanning unchanged files again (same paths, inodes, sizes and
+    modification times) parses nothing, so reading a series and then asking for its headers costs one parse.
 
     Args:
         folder: folder holding the files.
         recursive: also look in sub-folders.
 
     Returns:
-        ``{SeriesInstanceUID: [pydicom Dataset headers without pixel data, in file-name order]}``; each header's
-        ``filename`` attribute is its path.
+        ``{SeriesInstanceUID: [pydicom Dataset headers, in file-name order]}``; pixel data is not read (it is
+        deferred: read from the file on access); each header's ``filename`` attribute is its path. Treat the
+        headers as read-only: a later scan may return the same objects.
 
     Raises:
         DicomSeriesError: the folder does not exist, or a file is truncated/corrupt.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DicomSeriesError(f"{folder}: not a folder; pass the folder that holds the DICOM series files.")
-    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
+    listing = []
+    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        try:
+            info = path.stat()
+        except OSError:  # a dangling link
+            continue
+        if stat.S_ISREG(info.st_mode):
+            listing.append((path, info))
+    identity = tuple((str(p), i.st_dev, i.st_ino, i.st_size, i.st_mtime_ns) for p, i in listing)
+    key = (str(folder.absolute()), recursive)
+    with _SCANS_LOCK:
+        memo = _SCANS.get(key)
+        if memo is not None and memo[0] == identity:
+            _SCANS.move_to_end(key)
+            return {uid: list(headers) for uid, headers in memo[1].items()}
+    series = _scan([p for p, _ in listing])
+    _remember(key, identity, series)
+    return {uid: list(headers) for uid, headers in series.items()}
+
+
+def _remember(key: tuple[str, bool], identity: tuple, series: dict[str, list[Any]]) -> None:
+    """Keep a scan's headers, dropping the oldest scans beyond ``_SCAN_MEMO_HEADERS`` headers."""
+    with _SCANS_LOCK:
+        _SCANS.pop(key, None)
+        if sum(map(len, series.values())) <= _SCAN_MEMO_HEADERS:
+            _SCANS[key] = (identity, series)
+        while sum(len(h) for _, scan in _SCANS.values() for h in scan.values()) > _SCAN_MEMO_HEADERS:
+            _SCANS.popitem(last=False)
+
+
+def _scan(files: Sequence[Path]) -> dict[str, list[Any]]:
+    """Parse the headers of ``files`` and group the image objects by SeriesInstanceUID."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     series: dict[str, list[Any]] = {}
     for path in files:
         if path.name.startswith(".") or path.name.upper() == "DICOMDIR":
@@ -159,72 +206,21 @@ def _describe(uid: str, headers: Sequence[Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- selection
-def _orientation_axis(ds: Any) -> int:
-    iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
-    return int(np.argmax(np.abs(np.cross(iop[:3], iop[3:]))))
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        return [value]
-    return list(value)
-
-
-def _match_condition(ds: Any, key: str, cond: Any) -> bool:
-    if key == "ImageOrientationPatient" and isinstance(cond, str) and cond.upper() in _ORIENTATION_AXES:
-        return "ImageOrientationPatient" in ds and _orientation_axis(ds) == _ORIENTATION_AXES[cond.upper()]
-    value = ds.get(key, None)
-    if isinstance(cond, str):
-        if value is None:
-            return False
-        text = str(value) if isinstance(value, str) else "\\".join(str(v) for v in _as_list(value))
-        return re.search(cond, text) is not None
-    if isinstance(cond, (list, tuple)) and len(cond) == 2 and isinstance(cond[0], (int, float)):
-        if value is None:
-            return False
-        low, high = float(cond[0]), (np.inf if cond[1] == ">" else float(cond[1]))
-        return low <= float(value) <= high
-    if isinstance(cond, (list, tuple)):
-        values = {str(v).upper() for v in _as_list(value)}
-        for item in cond:
-            item = str(item).upper()
-            if item.startswith("!") and item[1:] in values:
-                return False
-            if not item.startswith("!") and item not in values:
-                return False
-        return True
-    return value is not None and value == cond
-
-
-def matches_rules(ds: Any, rules: Mapping[str, Any]) -> bool:
-    """Whether a header satisfies every condition of a selection (MONAI Deploy selector semantics).
-
-    Args:
-        ds: pydicom Dataset (header).
-        rules: ``{keyword: condition}``. A string condition is a regular expression searched in the value
-            (``"(?i)t1"``); ``[a, b]`` is a numeric range (``[a, ">"]`` open-ended); a list of strings is set
-            inclusion, ``"!X"`` meaning X must be absent (``["ORIGINAL", "!LOCALIZER"]``); for
-            ``ImageOrientationPatient``, ``"Axial"``, ``"Coronal"`` or ``"Sagittal"`` test the slice normal.
-
-    Returns:
-        True when all conditions hold.
-    """
-    return all(_match_condition(ds, key, cond) for key, cond in rules.items())
+#: Without rules, every series but localizers is a candidate (single-slice series are dropped too).
+_DEFAULT_RULES = parse_rules({"ImageType": ["!LOCALIZER"]})
 
 
 def select_series(
-    series: Mapping[str, Sequence[Any]], rules: Mapping[str, Any] | None = None, series_uid: str | None = None,
-    folder: str | Path = "",
+    series: Mapping[str, Sequence[Any]], rules: Any = None, series_uid: str | None = None, folder: str | Path = "",
 ) -> str:
     """Choose one series from :func:`find_series` output.
 
     Args:
         series: ``{uid: headers}``.
-        rules: conditions for :func:`matches_rules`, or a Deploy-style ``{"selections": [{"conditions": ...}]}``
-            (the first selection that matches wins). Without rules, localizers and single-file series are
-            excluded and exactly one series must remain.
+        rules: selection rules (:func:`drdd_med.io.dicom_rules.parse_rules`: ``{"selections": [...]}``, a bare
+            ``{keyword: condition}`` mapping, or parsed selections); the first selection that matches exactly one
+            series wins, a series matching when all its headers do. Without rules, localizers and single-file
+            series are excluded and exactly one series must remain.
         series_uid: pick this SeriesInstanceUID directly.
         folder: only used in error messages.
 
@@ -232,7 +228,7 @@ def select_series(
         The selected SeriesInstanceUID.
 
     Raises:
-        DicomSeriesError: no series or several series match.
+        DicomSeriesError: malformed rules, no series or several series match.
     """
     listing = "; ".join(_describe(uid, h) for uid, h in series.items()) or "none"
     if not series:
@@ -241,14 +237,12 @@ def select_series(
         if series_uid not in series:
             raise DicomSeriesError(f"{folder}: series {series_uid} not found; series present: {listing}.")
         return series_uid
-    if rules is None:
-        condition_sets = [{"ImageType": ["!LOCALIZER"]}]
-    elif "selections" in rules:
-        condition_sets = [dict(sel.get("conditions", {})) for sel in rules["selections"]]
-    else:
-        condition_sets = [dict(rules)]
-    for conditions in condition_sets:
-        chosen = [uid for uid, h in series.items() if matches_rules(h[0], conditions)]
+    try:
+        selections = _DEFAULT_RULES if rules is None else parse_rules(rules)
+    except ValueError as exc:
+        raise DicomSeriesError(f"{folder}: invalid selection rules: {exc}.") from exc
+    for selection in selections:
+        chosen = [uid for uid, h in series.items() if first_match([selection], h)[1]]
         if rules is None:  # a single classic slice is not a volume; a multi-frame file is refused by sort_series,
             chosen = [uid for uid in chosen if len(series[uid]) > 1 or is_multiframe(series[uid][0])]
             classic = [uid for uid in chosen if not is_multiframe(series[uid][0])]
@@ -256,8 +250,9 @@ def select_series(
         if len(chosen) == 1:
             return chosen[0]
         if len(chosen) > 1:
+            which = "" if rules is None else f" selection {selection.name!r}"
             raise DicomSeriesError(
-                f"{folder}: {len(chosen)} series match {conditions}: "
+                f"{folder}: {len(chosen)} series match{which}: "
                 + "; ".join(_describe(uid, series[uid]) for uid in chosen)
                 + ". Narrow the selection rules (Modality, SeriesDescription regex, ImageType) or pass series_uid."
             )
@@ -378,15 +373,14 @@ def _check_decodable(ordered: Sequence[Any]) -> None:
             )
 
 
-def _read_pixels(ordered: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
-    import pydicom
-    from pydicom.pixels import apply_modality_lut
+def _read_pixels(ordered: Sequence[Any]) -> np.ndarray:
+    """Decode the sorted slices (modality LUT applied) into an (X, Y, Z) float32 volume, one file at a time."""
+    from pydicom.pixels import apply_modality_lut, pixel_array
 
-    datasets, slices = [], []
-    for header in ordered:
-        try:
-            ds = pydicom.dcmread(header.filename)
-            pixels = apply_modality_lut(ds.pixel_array, ds)
+    volume = None
+    for k, header in enumerate(ordered):
+        try:  # from the file: the header keeps its pixel data deferred, so no copy of it stays in memory
+            pixels = apply_modality_lut(pixel_array(header.filename), header)
         except Exception as exc:
             raise DicomSeriesError(
                 f"{header.filename}: cannot decode pixel data ({type(exc).__name__}: {exc}); the file is truncated, "
@@ -394,35 +388,99 @@ def _read_pixels(ordered: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
             ) from exc
         if pixels.ndim != 2:
             raise DicomSeriesError(f"{header.filename}: expected one greyscale frame, got pixel array {pixels.shape}.")
-        datasets.append(ds)
-        slices.append(np.asarray(pixels, dtype=np.float32).T)
-    return np.stack(slices, axis=-1), datasets
+        if volume is None:
+            volume = np.empty((pixels.shape[1], pixels.shape[0], len(ordered)), dtype=np.float32)
+        volume[:, :, k] = pixels.T
+    return volume
 
 
-def _load(folder: str | Path, rules: Mapping[str, Any] | None, series_uid: str | None) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    series = find_series(folder)
-    uid = select_series(series, rules=rules, series_uid=series_uid, folder=folder)
-    ordered = sort_series(series[uid], name=f"{folder} series {uid}")
+def check_series(headers: Sequence[Any], name: str) -> list[Any]:
+    """Validate one series from its headers alone and sort it (:func:`sort_series`).
+
+    Besides the geometry, the pixel data must be decodable by an installed decoder and the volume small enough to
+    translate on this machine (:func:`drdd_med.io.input_checks.check_size`); no pixel data is read.
+
+    Args:
+        headers: the series' headers (from :func:`find_series`).
+        name: how to name the series in error messages.
+
+    Returns:
+        The headers sorted along the slice normal.
+
+    Raises:
+        DicomSeriesError: see :func:`sort_series`; or no decoder for the transfer syntax.
+        ValueError: the volume is too large (:func:`~drdd_med.io.input_checks.check_size`).
+    """
+    ordered = sort_series(headers, name=name)
     _check_decodable(ordered)
-    check_size(f"{folder} series {uid}", (int(ordered[0].Columns), int(ordered[0].Rows), len(ordered)))
-    volume, datasets = _read_pixels(ordered)
-    return volume, series_affine(ordered), datasets
+    check_size(name, (int(ordered[0].Columns), int(ordered[0].Rows), len(ordered)))
+    return ordered
 
 
-def load_series(
-    folder: str | Path, rules: Mapping[str, Any] | None = None, series_uid: str | None = None
-) -> tuple[Any, list[Any]]:
-    """Read one series of a folder as a RAS MetaTensor.
+@dataclass(frozen=True)
+class DicomSeries:
+    """One series read from a folder by :func:`read_series`.
+
+    Attributes:
+        folder: the folder it was read from.
+        datasets: headers sorted like the slices (index k of the volume is ``datasets[k]``); pixel data deferred.
+        affine: (4, 4) RAS affine in mm for index order (i = column, j = row, k = slice).
+        volume: (X, Y, Z) float32 modality-LUT values (HU for CT), or None when read with ``pixels=False``.
+    """
+
+    folder: Path
+    datasets: list[Any]
+    affine: np.ndarray
+    volume: np.ndarray | None = None
+
+    @property
+    def series_uid(self) -> str:
+        return str(self.datasets[0].SeriesInstanceUID)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """MONAI meta of the volume (no channel dimension): affines, shape, RAS, folder, series UID, modality."""
+        shape = (int(self.datasets[0].Columns), int(self.datasets[0].Rows), len(self.datasets))
+        return {
+            "affine": self.affine.copy(),
+            "original_affine": self.affine.copy(),
+            "spatial_shape": np.asarray(shape),
+            "space": "RAS",
+            "original_channel_dim": "no_channel",
+            "filename_or_obj": str(self.folder),
+            SOURCE_SERIES_UID_KEY: self.series_uid,
+            "modality": str(self.datasets[0].get("Modality", "")),
+        }
+
+
+def read_series(folder: str | Path, rules: Any = None, series_uid: str | None = None,
+                pixels: bool = True) -> DicomSeries:
+    """Select, validate and (with ``pixels``) decode one series of a folder.
 
     Args:
         folder: folder of DICOM files (sub-folders included).
-        rules: selection conditions (see :func:`select_series`); None picks the only non-localizer series.
+        rules: selection rules (see :func:`select_series`); None picks the only non-localizer series.
         series_uid: select by SeriesInstanceUID instead.
+        pixels: decode the voxels; ``False`` validates the headers only (:func:`check_series`).
+
+    Raises:
+        DicomSeriesError: any selection, geometry or decoding problem, naming the file or folder.
+        ValueError: the volume is too large for this machine.
+    """
+    folder = Path(folder)
+    series = find_series(folder)
+    uid = select_series(series, rules=rules, series_uid=series_uid, folder=folder)
+    ordered = check_series(series[uid], name=f"{folder} series {uid}")
+    return DicomSeries(folder, ordered, series_affine(ordered), _read_pixels(ordered) if pixels else None)
+
+
+def load_series(folder: str | Path, rules: Any = None, series_uid: str | None = None) -> tuple[Any, list[Any]]:
+    """Read one series of a folder as a RAS MetaTensor (arguments as for :func:`read_series`).
 
     Returns:
         ``(image, datasets)``: image is a float32 ``MetaTensor`` (1, X, Y, Z) with modality-LUT values (HU for
-        CT), RAS ``affine``, and meta ``source_series_uid`` / ``modality``; datasets are the full pydicom datasets
-        sorted like the slices (index k of the volume is ``datasets[k]``).
+        CT), RAS ``affine``, and meta ``source_series_uid`` / ``modality``; datasets are the series' headers sorted
+        like the slices (index k of the volume is ``datasets[k]``), their pixel data deferred.
 
     Raises:
         DicomSeriesError: any selection, geometry or decoding problem, naming the file or folder.
@@ -433,14 +491,15 @@ def load_series(
     """
     from monai.data import MetaTensor
 
-    volume, affine, datasets = _load(folder, rules, series_uid)
-    meta = _meta(volume, affine, datasets, folder)
-    meta["original_channel_dim"] = 0
-    return MetaTensor(volume[None], meta=meta), datasets
+    series = read_series(folder, rules, series_uid)
+    return MetaTensor(series.volume[None], meta={**series.meta, "original_channel_dim": 0}), series.datasets
 
 
 def load_series_datasets(folder: str | Path, series_uid: str) -> list[Any]:
-    """Full datasets of one series, sorted like the volume's slices (for writing a derived series).
+    """Headers of one series, sorted like the volume's slices (for writing a derived series); reads no pixels.
+
+    After the series was read (:class:`DicomSeriesReader`, :func:`load_series`), this parses no file again
+    (see :func:`find_series`).
 
     Args:
         folder: the folder the series was read from (``image.meta["filename_or_obj"]``).
@@ -449,20 +508,7 @@ def load_series_datasets(folder: str | Path, series_uid: str) -> list[Any]:
     Returns:
         Sorted list of pydicom datasets.
     """
-    return load_series(folder, series_uid=series_uid)[1]
-
-
-def _meta(volume: np.ndarray, affine: np.ndarray, datasets: Sequence[Any], folder: str | Path) -> dict[str, Any]:
-    return {
-        "affine": affine.copy(),
-        "original_affine": affine.copy(),
-        "spatial_shape": np.asarray(volume.shape[:3]),
-        "space": "RAS",
-        "original_channel_dim": "no_channel",
-        "filename_or_obj": str(folder),
-        SOURCE_SERIES_UID_KEY: str(datasets[0].SeriesInstanceUID),
-        "modality": str(datasets[0].get("Modality", "")),
-    }
+    return read_series(folder, series_uid=series_uid, pixels=False).datasets
 
 
 def _is_folder(path: Any) -> bool:
@@ -470,10 +516,10 @@ def _is_folder(path: Any) -> bool:
 
 
 class DicomSeriesReader(ImageReader):
-    """MONAI ``ImageReader`` for a folder holding a DICOM series, built on :func:`load_series`.
+    """MONAI ``ImageReader`` for a folder holding a DICOM series, built on :func:`read_series`.
 
     Args:
-        rules: selection conditions passed to :func:`select_series`.
+        rules: selection rules passed to :func:`select_series` (parsed here, so malformed rules fail at once).
         series_uid: select a series by UID instead.
 
     Example:
@@ -482,23 +528,22 @@ class DicomSeriesReader(ImageReader):
         >>> load({"image": "study/mr_folder"})["image"].meta["source_series_uid"]
     """
 
-    def __init__(self, rules: Mapping[str, Any] | None = None, series_uid: str | None = None) -> None:
+    def __init__(self, rules: Any = None, series_uid: str | None = None) -> None:
         super().__init__()
-        self.rules, self.series_uid = rules, series_uid
+        self.rules = None if rules is None else parse_rules(rules)
+        self.series_uid = series_uid
 
     def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
         """True when every path is a folder (a series is a folder, not a file)."""
         return _is_folder(filename)
 
-    def read(self, data: Sequence[str | Path] | str | Path, **kwargs: Any) -> tuple[np.ndarray, np.ndarray, list[Any], str]:
-        """Read the series in one folder; returns an opaque object for :meth:`get_data`."""
+    def read(self, data: Sequence[str | Path] | str | Path, **kwargs: Any) -> DicomSeries:
+        """Read the series in one folder (a :class:`DicomSeries`, for :meth:`get_data`)."""
         paths = list(data) if isinstance(data, (list, tuple)) else [data]
         if len(paths) != 1:
             raise DicomSeriesError(f"DicomSeriesReader reads one series folder at a time, got {len(paths)}: {paths}.")
-        volume, affine, datasets = _load(paths[0], self.rules, self.series_uid)
-        return volume, affine, datasets, str(paths[0])
+        return read_series(paths[0], self.rules, self.series_uid)
 
-    def get_data(self, img: tuple[np.ndarray, np.ndarray, list[Any], str]) -> tuple[np.ndarray, dict]:
+    def get_data(self, img: DicomSeries) -> tuple[np.ndarray, dict]:
         """Return the (X, Y, Z) float32 volume and its meta (RAS affine, series UID, no datasets)."""
-        volume, affine, datasets, folder = img
-        return volume, _meta(volume, affine, datasets, folder)
+        return img.volume, img.meta

@@ -12,8 +12,6 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from drdd_med.io.atomic import atomic_dir
 from drdd_med.io.uids import (
     DEFAULT_UID_PREFIX,
     placeholder_frame_of_reference_uid,
@@ -193,9 +192,6 @@ def _series_template(sources: list[Dataset] | None, *, source_key: str, model_ve
     ds.BurnedInAnnotation = "NO"
     ds.KVP = ""  # CT Image module Type 2: present, empty (no X-ray acquisition took place)
     ds.AcquisitionNumber = ""
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = _RESCALE_INTERCEPT, 1, "HU"
     ds.WindowCenter, ds.WindowWidth = [40, 500], [400, 2000]
     ds.WindowCenterWidthExplanation = ["SOFT TISSUE", "BONE"]
@@ -238,8 +234,8 @@ def _slice_dataset(template: Dataset, stored: np.ndarray, k: int, geometry: dict
     ds.SliceThickness = _ds(geometry["slice_spacing"])
     ds.SpacingBetweenSlices = _ds(geometry["slice_spacing"])
     ds.SliceLocation = _ds(float(position @ geometry["normal"]))
-    ds.Rows, ds.Columns = stored.shape
-    ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
+    # Image Pixel module (Rows, Columns, SamplesPerPixel, Bits*, PixelRepresentation, PixelData) from the array.
+    ds.set_pixel_data(stored, "MONOCHROME2", 16, generate_instance_uid=False)
     if source is not None:
         ds.SourceImageSequence = DicomSequence([_source_reference(source)])
         series_item = Dataset()
@@ -250,17 +246,6 @@ def _slice_dataset(template: Dataset, stored: np.ndarray, k: int, geometry: dict
         series_item.ReferencedInstanceSequence = DicomSequence([instance])
         ds.ReferencedSeriesSequence = DicomSequence([series_item])
     return ds
-
-
-def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
-    """Move ``tmp_dir`` to ``out_dir``, replacing a previous output as atomically as the file system allows."""
-    if not out_dir.exists():
-        os.replace(tmp_dir, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.replace(out_dir, old / out_dir.name)
-    os.replace(tmp_dir, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_sct_series(
@@ -290,8 +275,9 @@ def write_sct_series(
         hu_volume: (X, Y, Z) or (1, X, Y, Z) array in HU, index order (i=column, j=row, k=slice) as in a MONAI
             MetaTensor. NaN or inf is rejected.
         affine_ras: (4, 4) RAS affine in mm of ``hu_volume``.
-        out_dir: folder for the series; it is replaced as a whole (written to a temporary folder beside it, then
-            renamed). It may only contain ``.dcm`` files from a previous run.
+        out_dir: folder for the series; it is replaced as a whole (:func:`~drdd_med.io.atomic.atomic_dir`: written
+            to a temporary folder beside it, then renamed; folder 0o755, files 0o644 with umask 022). It may only
+            contain ``.dcm`` files from a previous run.
         source_datasets: datasets of the source DICOM series (any order). Patient, study and frame of reference are
             copied from them and each slice references the source instance at the same position. ``None`` for
             non-DICOM input: an anonymous placeholder patient/study and a new frame of reference are derived from
@@ -345,19 +331,11 @@ def write_sct_series(
     matched = (_match_sources(geometry["positions"], geometry["normal"], geometry["slice_spacing"], sources)
                if sources is not None else [None] * volume.shape[2])
     stored = (np.rint(np.clip(volume, HU_MIN, HU_MAX)) - _RESCALE_INTERCEPT).astype(np.uint16)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        names = []
-        for k in range(volume.shape[2]):
+    names = [f"CT{k + 1:05d}.dcm" for k in range(volume.shape[2])]
+    with atomic_dir(out_dir) as tmp_dir:
+        for k, name in enumerate(names):
             ds = _slice_dataset(template, stored[:, :, k].T, k, geometry, matched[k], source_key=source_key,
                                 model_version=model_version, uid_prefix=uid_prefix)
-            name = f"CT{k + 1:05d}.dcm"
             ds.save_as(tmp_dir / name, enforce_file_format=True)
-            names.append(name)
-        _replace_dir(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
     logger.info("wrote %d-slice synthetic CT series to %s", len(names), out_dir)
     return [out_dir / name for name in names]

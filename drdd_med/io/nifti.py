@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import numpy as np
 from monai.data import ImageReader, NibabelReader
 
+from drdd_med.io.atomic import atomic_file
 from drdd_med.io.dicom_series import DicomSeriesReader
 
 __all__ = ["NIFTI_SUFFIXES", "VolumeReader", "is_nifti", "save_nifti"]
@@ -24,7 +23,7 @@ def is_nifti(path: str | Path) -> bool:
 
 
 def save_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray, dtype: Any = None) -> Path:
-    """Write an (X, Y, Z) array as NIfTI atomically (temporary file in the same folder, then rename).
+    """Write an (X, Y, Z) array as NIfTI atomically (:func:`~drdd_med.io.atomic.atomic_file`, mode 0o644).
 
     Args:
         path: ``.nii`` or ``.nii.gz`` destination.
@@ -45,16 +44,8 @@ def save_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray, dtype: A
     image.header.set_xyzt_units("mm")
     image.set_qform(image.affine, code=1)
     image.set_sform(image.affine, code=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if str(path).endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         nib.save(image, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

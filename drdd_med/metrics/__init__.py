@@ -1,23 +1,12 @@
-"""Image metrics: SynthRAD definitions on HU volumes and MONAI/Ignite adapters."""
+"""Image metrics: SynthRAD definitions on HU volumes and MONAI/Ignite adapters.
+
+The package re-exports the public names of :mod:`drdd_med.metrics.functional`; the Ignite adapters stay in
+:mod:`drdd_med.metrics.handlers` so that importing the package does not import Ignite.
+"""
 
 from __future__ import annotations
 
-from drdd_med.metrics.functional import (
-    masked_mae,
-    masked_ms_ssim,
-    masked_psnr,
-    masked_ssim,
-    synthrad2023_metrics,
-    synthrad2025_metrics,
-    tissue_mae,
-)
+from drdd_med.metrics import functional
+from drdd_med.metrics.functional import *  # noqa: F403
 
-__all__ = [
-    "masked_mae",
-    "masked_psnr",
-    "masked_ssim",
-    "masked_ms_ssim",
-    "synthrad2023_metrics",
-    "synthrad2025_metrics",
-    "tissue_mae",
-]
+__all__ = list(functional.__all__)

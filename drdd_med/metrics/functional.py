@@ -26,6 +26,8 @@ __all__ = [
     "masked_ms_ssim",
     "synthrad2023_metrics",
     "synthrad2025_metrics",
+    "through_plane_consistency",
+    "through_plane_difference",
     "tissue_mae",
 ]
 
@@ -180,12 +182,8 @@ def synthrad2023_metrics(ct, sct, mask=None) -> dict[str, float]:
 def synthrad2025_metrics(ct, sct, mask=None) -> dict[str, float]:
     """SynthRAD2025 image metrics (version of May 2025, range [-1024, 3071]).
 
-    Both volumes are first set to -1024 outside the mask, as in the reference.
-
-    Args:
-        ct: real CT, (X, Y, Z) (or 2D) array in HU.
-        sct: synthetic CT on the same grid, in HU.
-        mask: body mask, binarised as ``mask > 0``; None for the whole volume.
+    Arguments as in :func:`synthrad2023_metrics`; both volumes are first set to -1024 outside the mask, as in the
+    reference.
 
     Returns:
         ``{"mae": HU, no clipping; "psnr": dB; "ms_ssim": masked MS-SSIM}``.
@@ -222,3 +220,59 @@ def tissue_mae(ct, sct, mask=None) -> dict[str, float]:
     total = max(int(mask.sum()), 1)
     result.update({f"fraction_{name}": float(sub.sum()) / total for name, sub in classes.items()})
     return result
+
+
+def through_plane_difference(volume, mask=None, axis: int = -1) -> float:
+    """Mean |v[k + 1] - v[k]| along ``axis`` over the pairs of adjacent voxels that are both inside the mask.
+
+    Args:
+        volume: 2D or 3D array (HU).
+        mask: body mask (``mask > 0``); None for every voxel.
+        axis: the slice axis (the axial axis of the grid, so that slice-by-slice models show their seams).
+
+    Returns:
+        The mean absolute difference in the volume's units; NaN when no pair lies inside the mask.
+    """
+    volume, _, mask = _prepare(volume, volume, mask)
+    return _adjacent_difference(volume, _adjacent_pairs(mask, axis), axis)
+
+
+def _adjacent_pairs(mask: np.ndarray, axis: int) -> np.ndarray:
+    """``pairs[k] = mask[k] & mask[k + 1]`` along ``axis``."""
+    return np.logical_and(np.delete(mask, -1, axis=axis), np.delete(mask, 0, axis=axis))
+
+
+def _adjacent_difference(volume: np.ndarray, pairs: np.ndarray, axis: int) -> float:
+    return _masked_mean(np.abs(np.diff(volume, axis=axis)), pairs)
+
+
+def through_plane_consistency(ct, sct, mask=None, axis: int = -1) -> dict[str, float]:
+    """drdd_med diagnostic (not SynthRAD): how much the sCT changes from slice to slice, relative to the CT.
+
+    A model that translates axial slices one at a time can give each slice its own offset; the sCT then changes
+    more between adjacent slices than the CT does. Both volumes are scored with :func:`through_plane_difference`
+    on the same mask and axis. A blurred sCT changes less than the CT in every direction, so the through-plane
+    ratio alone mixes blur with stripes; the stripe ratio divides it by the same ratio taken within the slices.
+
+    Returns:
+        ``{"through_plane_sct", "through_plane_ct": mean |difference| of adjacent slices in HU;
+        "through_plane_ratio": sct / ct (1 = as smooth across slices as the CT; NaN when the CT's value is 0);
+        "in_plane_ratio": the same sct / ct ratio for neighbours within the slices (mean over the other axes);
+        "stripe_ratio": through_plane_ratio / in_plane_ratio (1 = no stripes; > 1 = slices disagree more than
+        the sCT's in-plane texture explains)}``.
+    """
+    ct, sct, mask = _prepare(ct, sct, mask)
+    axis = axis % ct.ndim
+    pairs = _adjacent_pairs(mask, axis)
+    sct_value, ct_value = _adjacent_difference(sct, pairs, axis), _adjacent_difference(ct, pairs, axis)
+    ratio = sct_value / ct_value if ct_value > 0 else float("nan")
+    in_plane = []
+    for other in (a for a in range(ct.ndim) if a != axis):
+        other_pairs = _adjacent_pairs(mask, other)
+        ct_other = _adjacent_difference(ct, other_pairs, other)
+        in_plane.append(_adjacent_difference(sct, other_pairs, other) / ct_other if ct_other > 0 else float("nan"))
+    finite = [r for r in in_plane if np.isfinite(r)]  # an axis along which the CT never changes says nothing
+    in_plane_ratio = float(np.mean(finite)) if finite else float("nan")
+    stripe = ratio / in_plane_ratio if in_plane_ratio > 0 else float("nan")
+    return {"through_plane_sct": sct_value, "through_plane_ct": ct_value, "through_plane_ratio": ratio,
+            "in_plane_ratio": in_plane_ratio, "stripe_ratio": stripe}

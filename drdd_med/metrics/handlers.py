@@ -1,10 +1,12 @@
-"""MONAI / Ignite adapters for the HU metrics, for validation inside training and evaluation workflows.
+"""MONAI / Ignite adapters of the HU metrics: the in-training validation proxy, nothing to report.
 
-``y_pred`` and ``y`` are CT images scaled to [-1, 1] (the training window [HU_MIN, HU_MAX] = [-1024, 3071] HU);
-they are mapped back to HU before scoring. Each batch item (a 2D slice, a patch or a volume) is scored on its own and
-the items are averaged, so these values are **non-SynthRAD**: the challenge numbers come only from
-:func:`drdd_med.metrics.functional.synthrad2023_metrics` / ``synthrad2025_metrics`` on whole 3D volumes in HU on the
-original grid.
+They serve only the validation inside training (progress, TensorBoard and the key metric of the validation
+evaluator): ``y_pred`` and ``y`` are CT images on the padded training grid, scaled to [-1, 1] (the training window
+[HU_MIN, HU_MAX] = [-1024, 3071] HU), mapped back to HU with :func:`drdd_med.transforms.array.unit_to_window` and
+scored with the same functions as the scorer (:func:`~drdd_med.metrics.functional.masked_mae`, ``masked_psnr``,
+``masked_ssim``). Each batch item (a 2D slice, a patch or a volume) is scored on its own and the items are averaged,
+so these values are **non-SynthRAD**: the numbers to report come from the one scorer,
+:func:`drdd_med.workflows.evaluate.evaluate_cases` (whole 3D volumes in HU on the original grid).
 
 Example:
     >>> from monai.engines import SupervisedEvaluator                                            # doctest: +SKIP
@@ -27,12 +29,12 @@ from monai.metrics import CumulativeIterationMetric
 from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 
-from drdd_med.keys import HU_MAX, HU_MIN, UNIT_MAX, UNIT_MIN
+from drdd_med.keys import HU_MAX, HU_MIN
 from drdd_med.metrics.functional import masked_mae, masked_psnr, masked_ssim
+from drdd_med.transforms.array import unit_to_window
 
 __all__ = [
     "NON_SYNTHRAD",
-    "unit_to_hu",
     "HUMAEMetric",
     "HUPSNRMetric",
     "HUSSIMMetric",
@@ -43,11 +45,6 @@ __all__ = [
 
 #: Label carried by every metric here: per-item values are not comparable with the SynthRAD leaderboards.
 NON_SYNTHRAD = "non-SynthRAD"
-
-
-def unit_to_hu(x: np.ndarray, hu_min: float = HU_MIN, hu_max: float = HU_MAX) -> np.ndarray:
-    """Map [-1, 1] intensities back to HU: the inverse of the CT window transform (no clipping)."""
-    return hu_min + (np.asarray(x, dtype=np.float64) - UNIT_MIN) * (hu_max - hu_min) / (UNIT_MAX - UNIT_MIN)
 
 
 class _HUItemMetric(CumulativeIterationMetric):
@@ -83,8 +80,8 @@ class _HUItemMetric(CumulativeIterationMetric):
         if mask is not None and tuple(mask.shape) != tuple(y.shape):
             raise ValueError(f"{type(self).__name__}: mask shape {tuple(mask.shape)} must equal y shape "
                              f"{tuple(y.shape)}.")
-        sct = unit_to_hu(y_pred.detach().cpu().numpy(), self.hu_min, self.hu_max)
-        ct = unit_to_hu(y.detach().cpu().numpy(), self.hu_min, self.hu_max)
+        sct, ct = (unit_to_window(t.detach().cpu().double().numpy(), self.hu_min, self.hu_max, clip=False)
+                   for t in (y_pred, y))
         masks = None if mask is None else mask.detach().cpu().numpy() > 0
         values = [self._score(ct[b, 0], sct[b, 0], None if masks is None else masks[b, 0]) for b in range(len(ct))]
         return torch.tensor(values, dtype=torch.float32, device=y_pred.device).reshape(-1, 1)

@@ -1,9 +1,9 @@
-"""DRDD networks: the two-network DRDDNet, the MONAI DiffusionModelUNet factory, baselines and oracles."""
+"""DRDD networks: the two-network DRDDNet, the MONAI DiffusionModelUNet factory, baselines."""
 
 from __future__ import annotations
 
 from drdd_med.networks.coupled_net import CoupledNet, EntangledNet
-from drdd_med.networks.drdd_net import DRDDNet, network_divisor
+from drdd_med.networks.drdd_net import DRDDNet, network_divisor, unwrap
 from drdd_med.networks.factory import PRESETS, build_coupled_net, build_drdd_net, build_regression_net, build_unet
 from drdd_med.networks.regression import RegressionNet
 
@@ -18,4 +18,5 @@ __all__ = [
     "build_coupled_net",
     "build_regression_net",
     "network_divisor",
+    "unwrap",
 ]

@@ -5,11 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["DRDDNet", "network_divisor", "RESIDUAL", "NOISE"]
+__all__ = ["DRDDNet", "network_divisor", "unwrap", "RESIDUAL", "NOISE"]
 
 #: ``stage`` values of :meth:`DRDDNet.forward`.
 RESIDUAL = "residual"
 NOISE = "noise"
+
+
+def unwrap(network: nn.Module) -> nn.Module:
+    """The module inside a ``DataParallel`` / ``DistributedDataParallel`` wrapper, else ``network`` itself."""
+    return network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
 
 
 def network_divisor(net: nn.Module) -> int:
@@ -68,9 +73,15 @@ class DRDDNet(nn.Module):
         self.target_channels = None if target_channels is None else int(target_channels)
         self.source_channels = None if source_channels is None else int(source_channels)
 
-    def predict_residual(self, x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor) -> torch.Tensor:
-        """r̂ = R_θ(cat[x_t, source], 1000·ᾱ_t): (B, Ct, *spatial) predicted ``anchor(source) - x0``."""
-        return self.residual_net(torch.cat([x, source], dim=1), timesteps=t_input)
+    def predict_residual(self, x: torch.Tensor, source: torch.Tensor, t_input: torch.Tensor,
+                         domain: torch.Tensor | None = None) -> torch.Tensor:
+        """r̂ = R_θ(cat[x_t, source], 1000·ᾱ_t): (B, Ct, *spatial) predicted ``anchor(source) - x0``.
+
+        ``domain``: (B,) source-domain class labels for a residual net built with ``num_class_embeds``.
+        """
+        if domain is None:
+            return self.residual_net(torch.cat([x, source], dim=1), timesteps=t_input)
+        return self.residual_net(torch.cat([x, source], dim=1), timesteps=t_input, class_labels=domain)
 
     def predict_noise(self, x: torch.Tensor, source: torch.Tensor | None, t_input: torch.Tensor) -> torch.Tensor:
         """ε̂ = E_φ(x_t [, source], 1000·β̄_t/noise_level); ``source`` is ignored unless ``noise_conditioned``."""
@@ -81,7 +92,8 @@ class DRDDNet(nn.Module):
         return self.noise_net(x, timesteps=t_input)
 
     def forward(
-        self, x: torch.Tensor, source: torch.Tensor | None, timesteps: torch.Tensor, stage: str = NOISE
+        self, x: torch.Tensor, source: torch.Tensor | None, timesteps: torch.Tensor, stage: str = NOISE,
+        domain: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Call one stage's network (through ``forward`` so that DDP wrappers see the call).
 
@@ -90,11 +102,12 @@ class DRDDNet(nn.Module):
             source: (B, Cs, *spatial) source, or None for an unconditional noise net.
             timesteps: (B,) float network time inputs.
             stage: ``"residual"`` or ``"noise"``.
+            domain: (B,) source-domain labels of a domain-embedding residual net (the noise net never sees them).
         """
         if stage == RESIDUAL:
             if source is None:
                 raise ValueError("the residual network needs the source image.")
-            return self.predict_residual(x, source, timesteps)
+            return self.predict_residual(x, source, timesteps, domain)
         if stage == NOISE:
             return self.predict_noise(x, source, timesteps)
         raise ValueError(f"stage must be {RESIDUAL!r} or {NOISE!r}, got {stage!r}.")

@@ -6,8 +6,9 @@ Presets (per network: ``channels``, ``attention_levels``, ``num_res_blocks``, ``
 - ``tiny``: 2 levels (16, 32), one res block, no attention; unit tests, trains in seconds on CPU at 32².
 - ``lean``: 4 levels (16, 32, 64, 64), no attention at the levels; the bundle's default, sized for CPUs. MONAI's
   ``DiffusionModelUNet`` always puts self-attention in its middle block; with a fourth level that block attends over
-  (H/8)·(W/8) tokens (1024 for a 256² slice) instead of ``compact``'s 4096. Measured on 2 AVX512-BF16 cores, bf16, 2 + 2 steps over a 256×256×150 volume
-  through the whole translate pipeline: 33.5 s (``compact``: 132.1 s; ``benchmarks/results/inference.json``).
+  (H/8)·(W/8) tokens (1024 for a 256² slice) instead of ``compact``'s 4096. Measured on 2 AVX512-BF16 cores, bf16,
+  2 + 2 steps over a 256×256×150 volume through the whole translate pipeline: 33.5 s (``compact``: 132.1 s;
+  ``benchmarks/results/inference.json``).
 - ``compact``: the ``small`` layout at half the width (16, 32, 64); the middle block attends over (H/4)·(W/4) tokens.
 - ``small``: 3 levels (32, 64, 128), attention at the lowest level; CPU demos.
 - ``paper``: residual C=64 x (1, 2, 4, 8); denoiser C=128 x (1, 1, 2, 2, 4, 4) (paper Appendix B); attention only at
@@ -35,54 +36,37 @@ __all__ = ["PRESETS", "UNET_KEYS", "build_unet", "build_drdd_net", "build_couple
 logger = logging.getLogger(__name__)
 
 _F, _T = False, True
-#: Network sizes per preset and role. ``coupled`` (one net predicting residual and noise) is wider than the DRDD
-#: residual net so that its parameter count is close to residual + noise nets together (METHOD.md §8).
+
+
+def _unet(channels: tuple, attention: tuple, res_blocks: int, groups: int, heads: int) -> dict[str, Any]:
+    return dict(channels=channels, attention_levels=attention, num_res_blocks=res_blocks, norm_num_groups=groups,
+                num_head_channels=heads)
+
+
+def _roles(residual: dict[str, Any], coupled: dict[str, Any], noise: dict[str, Any] | None = None) -> dict:
+    """One preset's networks; the noise net has the residual net's layout unless ``noise`` is given."""
+    return {"residual": residual, "noise": dict(noise or residual), "coupled": coupled}
+
+
+#: Network sizes per preset and role, as ``_unet(channels, attention_levels, num_res_blocks, norm_num_groups,
+#: num_head_channels)``. ``coupled`` (one net predicting residual and noise) is wider than the DRDD residual net so
+#: that its parameter count is close to residual + noise nets together (METHOD.md §8).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {
-        "residual": dict(channels=(16, 32), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
-                         num_head_channels=8),
-        "noise": dict(channels=(16, 32), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
-                      num_head_channels=8),
-        "coupled": dict(channels=(16, 48), attention_levels=(_F, _F), num_res_blocks=1, norm_num_groups=8,
-                        num_head_channels=8),
-    },
-    "lean": {
-        "residual": dict(channels=(16, 32, 64, 64), attention_levels=(_F, _F, _F, _F), num_res_blocks=1,
-                         norm_num_groups=8, num_head_channels=32),
-        "noise": dict(channels=(16, 32, 64, 64), attention_levels=(_F, _F, _F, _F), num_res_blocks=1,
-                      norm_num_groups=8, num_head_channels=32),
-        "coupled": dict(channels=(24, 48, 96, 96), attention_levels=(_F, _F, _F, _F), num_res_blocks=1,
-                        norm_num_groups=8, num_head_channels=32),
-    },
-    "compact": {
-        "residual": dict(channels=(16, 32, 64), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=8,
-                         num_head_channels=16),
-        "noise": dict(channels=(16, 32, 64), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=8,
-                      num_head_channels=16),
-        "coupled": dict(channels=(24, 48, 96), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=8,
-                        num_head_channels=16),
-    },
-    "small": {
-        "residual": dict(channels=(32, 64, 128), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=16,
-                         num_head_channels=32),
-        "noise": dict(channels=(32, 64, 128), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=16,
-                      num_head_channels=32),
-        "coupled": dict(channels=(48, 96, 176), attention_levels=(_F, _F, _T), num_res_blocks=1, norm_num_groups=16,
-                        num_head_channels=16),
-    },
-    "paper": {
-        "residual": dict(channels=(64, 128, 256, 512), attention_levels=(_F, _F, _F, _T), num_res_blocks=2,
-                         norm_num_groups=32, num_head_channels=64),
-        "noise": dict(channels=(128, 128, 256, 256, 512, 512), attention_levels=(_F, _F, _F, _T, _T, _T),
-                      num_res_blocks=2, norm_num_groups=32, num_head_channels=64),
-        "coupled": dict(channels=(128, 320, 512, 832), attention_levels=(_F, _F, _F, _T), num_res_blocks=2,
-                        norm_num_groups=32, num_head_channels=64),
-    },
+    "tiny": _roles(_unet((16, 32), (_F, _F), 1, 8, 8), coupled=_unet((16, 48), (_F, _F), 1, 8, 8)),
+    "lean": _roles(_unet((16, 32, 64, 64), (_F, _F, _F, _F), 1, 8, 32),
+                   coupled=_unet((24, 48, 96, 96), (_F, _F, _F, _F), 1, 8, 32)),
+    "compact": _roles(_unet((16, 32, 64), (_F, _F, _T), 1, 8, 16),
+                      coupled=_unet((24, 48, 96), (_F, _F, _T), 1, 8, 16)),
+    "small": _roles(_unet((32, 64, 128), (_F, _F, _T), 1, 16, 32),
+                    coupled=_unet((48, 96, 176), (_F, _F, _T), 1, 16, 16)),
+    "paper": _roles(_unet((64, 128, 256, 512), (_F, _F, _F, _T), 2, 32, 64),
+                    noise=_unet((128, 128, 256, 256, 512, 512), (_F, _F, _F, _T, _T, _T), 2, 32, 64),
+                    coupled=_unet((128, 320, 512, 832), (_F, _F, _F, _T), 2, 32, 64)),
 }
 #: DiffusionModelUNet arguments that presets and overrides may set.
 _ROLES = ("residual", "noise", "coupled")
 UNET_KEYS = ("channels", "attention_levels", "num_res_blocks", "norm_num_groups", "num_head_channels",
-             "use_flash_attention", "resblock_updown", "include_fc")
+             "use_flash_attention", "resblock_updown", "include_fc", "num_class_embeds")
 
 
 def build_unet(spatial_dims: int, in_channels: int, out_channels: int, **config: Any) -> DiffusionModelUNet:
@@ -178,23 +162,15 @@ def build_drdd_net(
 
 
 def build_coupled_net(
-    spatial_dims: int,
-    source_channels: int,
-    target_channels: int,
-    preset: str = "small",
-    entangled: bool = False,
+    spatial_dims: int, source_channels: int, target_channels: int, preset: str = "small", entangled: bool = False,
     **overrides: Any,
 ) -> nn.Module:
-    """Build the coupled RDDM baseline network(s).
+    """Build the coupled RDDM baseline network(s); arguments as for :func:`build_drdd_net`, plus:
 
     Args:
-        spatial_dims: 2 or 3.
-        source_channels: Cs.
-        target_channels: Ct.
-        preset: a key of :data:`PRESETS` (``"tiny"``, ``"lean"``, ``"compact"``, ``"small"``, ``"paper"``).
         entangled: False -> :class:`CoupledNet`, one (wider) U-Net with 2*Ct outputs; True -> :class:`EntangledNet`,
             DRDD's two architectures, both source-conditioned, trained on the coupled path.
-        overrides: as for :func:`build_drdd_net` (prefixes ``coupled_``, ``residual_``, ``noise_``).
+        overrides: network options, plain or prefixed ``coupled_``, ``residual_``, ``noise_``.
     """
     _check_channels(source_channels, target_channels)
     in_ch = target_channels + source_channels
@@ -211,12 +187,7 @@ def build_regression_net(
 ) -> RegressionNet:
     """Build the direct-regression baseline: the residual net's architecture, source in, target out, one call.
 
-    Args:
-        spatial_dims: 2 or 3.
-        source_channels: Cs.
-        target_channels: Ct.
-        preset: a key of :data:`PRESETS` (``"tiny"``, ``"lean"``, ``"compact"``, ``"small"``, ``"paper"``).
-        overrides: network options (plain or ``residual_``-prefixed).
+    Arguments as for :func:`build_drdd_net`; ``overrides`` are plain or ``residual_``-prefixed.
     """
     _check_channels(source_channels, target_channels)
     config = _role_config(preset, "residual", overrides)

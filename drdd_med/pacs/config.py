@@ -2,7 +2,8 @@
 
 Every problem in the file is collected and reported at once (:class:`PacsConfigError`), each naming the key, what is
 wrong and what to write instead. Relative paths (``state_dir``, ``bundle``) are resolved against the folder that
-holds the config file, so a cron job does not depend on its working directory.
+holds the config file, so a cron job does not depend on its working directory. A selection of ``rules`` may name the
+source ``domain`` of the series it selects (``"domain": "t2w"``), for a model trained on several domains.
 
 Example:
     >>> cfg = load_config("pacs.json")          # doctest: +SKIP
@@ -13,24 +14,16 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from drdd_med.pacs.selection import Selection, parse_rules
+from drdd_med.data.domains import DOMAINS
+from drdd_med.io.dicom_rules import Selection, parse_rules
 
 __all__ = ["PeerConfig", "PacsConfig", "PacsConfigError", "load_config", "parse_config"]
 
 _RETRIEVE_MODES = ("move", "get")
-#: Optional keys and their defaults (all times in seconds).
-_DEFAULTS: dict[str, Any] = {
-    "ae_title": "DRDD", "bind": "127.0.0.1", "port": 11113, "destination": None, "retrieve": "move",
-    "query": {"Modality": "MR"}, "bundle": None, "inference": {}, "translator": None,
-    "max_attempts": 3, "max_interruptions": 5, "retry_backoff_s": 300.0,
-    "max_series_per_run": 100, "queue_size": 1, "keep_work": False,
-    "acse_timeout_s": 30.0, "dimse_timeout_s": 120.0, "network_timeout_s": 120.0, "connection_timeout_s": 10.0,
-    "retrieve_timeout_s": 1800.0, "poll_interval_s": 600.0,
-}
 _REQUIRED = ("pacs", "rules", "state_dir")
 
 
@@ -57,11 +50,16 @@ class PeerConfig:
 
 @dataclass(frozen=True)
 class PacsConfig:
-    """Validated batch-job settings (see ``docs/pacs.md`` for every key)."""
+    """Validated batch-job settings (see ``docs/pacs.md`` for every key).
+
+    ``selection_domains`` maps a selection's name to the source domain its ``rules`` entry names (``"domain"``);
+    the series of a selection without one are translated as their headers show.
+    """
 
     pacs: PeerConfig
     selections: tuple[Selection, ...]
     state_dir: Path
+    selection_domains: dict[str, str] = field(default_factory=dict)
     ae_title: str = "DRDD"
     bind: str = "127.0.0.1"
     port: int = 11113
@@ -98,6 +96,13 @@ class PacsConfig:
         return self.state_dir / "work"
 
 
+#: Optional keys and their defaults (all times in seconds): the defaults of :class:`PacsConfig`.
+_DEFAULTS: dict[str, Any] = {
+    f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+    for f in fields(PacsConfig) if f.name not in ("pacs", "selections", "state_dir", "selection_domains")
+}
+
+
 def _check_ae_title(value: Any, key: str, problems: list[str]) -> None:
     if not isinstance(value, str) or not 1 <= len(value.strip()) <= 16 or "\\" in value or not value.isascii():
         problems.append(f"{key}: {value!r} is not a valid AE title; use 1-16 ASCII characters without '\\'")
@@ -131,6 +136,23 @@ def _check_query(query: Any, problems: list[str]) -> None:
             problems.append(f"query.{key}: not a DICOM keyword usable as a C-FIND key (e.g. 'StudyDate')")
         if not isinstance(value, str):
             problems.append(f"query.{key}: {value!r} must be a string (C-FIND matching, e.g. '20260101-')")
+
+
+def _selection_domains(rules: Any, problems: list[str]) -> dict[str, str]:
+    """Selection name -> the source ``domain`` its entry of ``rules`` names (entries without one are left out)."""
+    items = rules.get("selections") if isinstance(rules, dict) else None
+    domains: dict[str, str] = {}
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict) or "domain" not in item:
+            continue
+        name, domain = str(item.get("name", f"selection{i}")), item["domain"]
+        if domain not in DOMAINS:
+            problems.append(f"rules.selections[{i}] ({name}).domain: {domain!r} is not a source domain; use one of "
+                            f"{', '.join(DOMAINS)}, or leave it out to read the domain from the headers")
+        elif domains.setdefault(name, domain) != domain:
+            problems.append(f"rules.selections[{i}] ({name}).domain: another selection named {name!r} names domain "
+                            f"{domains[name]!r}; give the selections distinct names")
+    return domains
 
 
 def _number(value: Any, key: str, problems: list[str], minimum: float, integer: bool = False) -> None:
@@ -172,11 +194,13 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".", source: str = 
         destination = _parse_peer(values["destination"], "destination", problems)
     _check_query(values["query"], problems)
     selections: tuple[Selection, ...] = ()
+    selection_domains: dict[str, str] = {}
     if "rules" in raw:
         try:
             selections = tuple(parse_rules(raw["rules"]))
         except ValueError as err:
             problems.append(f"rules: {err}")
+        selection_domains = _selection_domains(raw["rules"], problems)
     if values["bundle"] is not None and not isinstance(values["bundle"], str):
         problems.append(f"bundle: {values['bundle']!r} must be a path string or null")
     translator = values["translator"]
@@ -200,6 +224,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".", source: str = 
     simple = {k: values[k] for k in _DEFAULTS if k not in ("destination", "bundle")}
     return PacsConfig(
         pacs=pacs, selections=selections, state_dir=(base / values["state_dir"]).absolute(),
+        selection_domains=selection_domains,
         destination=destination, bundle=None if values["bundle"] is None else (base / values["bundle"]).absolute(),
         **{**simple, "ae_title": values["ae_title"].strip(), "query": dict(values["query"]),
            "inference": dict(values["inference"])},

@@ -7,10 +7,13 @@ One pass (:meth:`PacsBatchJob.run`):
    and the work folders of finished series;
 2. C-FIND the series of ``query``; record the ones the rules select (or cannot yet rule out) as ``found``;
 3. process every due journal row (new, interrupted, or failed with attempts left and backoff elapsed), at most
-   ``max_series_per_run``: a retriever thread fetches series into ``<work>/source.partial``, checks that the series is
-   complete and consistent, re-applies the rules to the full headers, renames the folder to ``source`` and hands it
-   over through a bounded queue; the main thread translates it (``sct.partial`` renamed to ``sct``), C-STOREs the sCT
-   and marks it ``stored``. Retrieval of the next series thus overlaps translation of the current one;
+   ``max_series_per_run``: a retriever thread fetches series into ``<work>/source.partial``, renames the folder to
+   ``source`` once the transfer is over, reads the headers once, checks that the series is complete and consistent,
+   re-applies the rules to the full headers and hands it over through a bounded queue; the main thread translates it
+   (as the source domain the matching selection names, if any; its reader finds the headers already read;
+   ``sct.partial`` renamed to ``sct``), C-STOREs the sCT and marks it
+   ``stored``. Pixels are decoded once, by the translator. Retrieval of the next series thus overlaps translation of
+   the current one;
 4. a series that fails is marked ``failed`` with its reason and the others go on; the summary gives the counts and
    series/hour and the exit code says whether everything succeeded.
 
@@ -36,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drdd_med.io.dicom_rules import condition_keywords, first_match
 from drdd_med.pacs import journal as jr
 from drdd_med.pacs.config import PacsConfig
 from drdd_med.pacs.scp import PeerFilter, SeriesSink, StorageServer, make_store_handler
 from drdd_med.pacs.scu import PacsError, find_series, retrieve_series, store_files
-from drdd_med.pacs.selection import condition_keywords, first_match
 from drdd_med.pacs.series_checks import check_retrieved, check_sct, check_volume
 from drdd_med.pacs.translator import Translator, build_translator
 
@@ -100,6 +103,7 @@ class _Ready:
     work: Path
     store_only: bool
     retrieve_s: float = 0.0
+    selection: str | None = None  # the selection the full headers match
 
 
 class PacsBatchJob:
@@ -310,8 +314,10 @@ class PacsBatchJob:
         try:
             result = retrieve_series(self.config, task.study_uid, task.series_uid, handler)
             received = sink.release(task.series_uid)
-            headers = check_retrieved(partial, task.series_uid, received, result, task.expected_instances)
-            _, verdict = first_match(self.config.selections, headers)
+            source = work / "source"
+            partial.rename(source)  # transfer over; the journal says "retrieved" only once the checks pass
+            headers = check_retrieved(source, task.series_uid, received, result, task.expected_instances)
+            selection, verdict = first_match(self.config.selections, headers)
             if not verdict:
                 reason = "full headers do not match any selection rule"
                 logger.info("series %s skipped: %s", task.series_uid, reason)
@@ -319,8 +325,7 @@ class PacsBatchJob:
                 summary.skipped[task.series_uid] = reason
                 shutil.rmtree(work, ignore_errors=True)
                 return None
-            check_volume(partial, task.series_uid)
-            partial.rename(work / "source")
+            check_volume(headers, task.series_uid)
         except Exception as exc:  # one series' failure must not stop the others
             sink.release(task.series_uid)
             self._fail(journal, summary, task, model_version, exc, work)
@@ -328,7 +333,7 @@ class PacsBatchJob:
         elapsed = time.monotonic() - start
         journal.advance(task.series_uid, model_version, jr.RETRIEVED, source_instances=received, retrieve_s=elapsed)
         logger.info("series %s: retrieved %d instances in %.1f s", task.series_uid, received, elapsed)
-        return _Ready(task, work, store_only=False, retrieve_s=elapsed)
+        return _Ready(task, work, store_only=False, retrieve_s=elapsed, selection=selection)
 
     def _translate_and_store(self, journal: jr.Journal, summary: JobSummary, item: _Ready, model_version: str) -> None:
         task, work = item.task, item.work
@@ -338,7 +343,9 @@ class PacsBatchJob:
                 start = time.monotonic()
                 partial = work / "sct.partial"
                 shutil.rmtree(partial, ignore_errors=True)
-                written = self.translator.translate_series(work / "source", partial)
+                domain = self.config.selection_domains.get(item.selection or "")
+                options = {"domain": domain} if domain else {}  # translators without domains are called as before
+                written = self.translator.translate_series(work / "source", partial, **options)
                 sct_uid = check_sct(written, partial, task.study_uid)
                 partial.rename(work / "sct")
                 journal.advance(task.series_uid, model_version, jr.TRANSLATED, sct_series_uid=sct_uid,

@@ -8,20 +8,21 @@ on the association we opened). It only accepts:
 * instances of a series we are currently retrieving (:class:`SeriesSink`), so a misrouted or unsolicited
   store never lands in a work folder.
 
-Instances are written raw (``event.encoded_dataset()``) under their SOPInstanceUID, to a temporary name first and
-then renamed, so a folder never holds a half-written file.
+Instances are written raw (``event.encoded_dataset()``) under their SOPInstanceUID, atomically
+(:func:`~drdd_med.io.atomic.write_atomic`), so a folder never holds a half-written file.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from drdd_med.io.atomic import write_atomic
 
 __all__ = [
     "SeriesSink", "PeerFilter", "make_store_handler", "make_association_check", "StorageServer", "resolve_host",
@@ -124,10 +125,8 @@ def make_store_handler(sink: SeriesSink, peers: PeerFilter) -> Callable[[Any], i
         if folder is None:
             logger.warning("refused instance of unexpected series %s", series_uid)
             return STATUS_NOT_AUTHORIZED
-        tmp = folder / f".{sop_uid}.part"
         try:
-            tmp.write_bytes(event.encoded_dataset(include_meta=True))
-            os.replace(tmp, folder / f"{sop_uid}.dcm")
+            write_atomic(folder / f"{sop_uid}.dcm", event.encoded_dataset(include_meta=True))
         except OSError as exc:
             logger.error("cannot write instance of series %s into %s: %s", series_uid, folder, exc)
             return STATUS_OUT_OF_RESOURCES

@@ -1,4 +1,4 @@
-"""Checks between the job's steps: a retrieved series is complete and readable; a translation wrote one sCT series.
+"""Checks between the job's steps: a retrieved series is complete and consistent; a translation wrote one sCT series.
 
 Both raise ``ValueError`` subclasses whose message is the reason recorded in the journal (UIDs and counts only).
 """
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from drdd_med.io.dicom_series import DicomSeriesError, load_series
+from drdd_med.io.dicom_series import DicomSeriesError, check_series, find_series
 
 __all__ = ["IncompleteSeriesError", "check_retrieved", "check_volume", "check_sct"]
 
@@ -22,6 +22,10 @@ def check_retrieved(folder: Path, series_uid: str, received: int, result: Any,
                     expected_instances: int | None = None) -> list[Any]:
     """Check that ``folder`` holds every instance of series ``series_uid`` and return their headers.
 
+    The headers are read here once (:func:`~drdd_med.io.dicom_series.find_series`, pixel data left on disk): the
+    job re-checks the selection rules and the geometry on them, and the translator's reader finds them again
+    without parsing the files.
+
     Args:
         folder: retrieval folder (one ``<SOPInstanceUID>.dcm`` per accepted instance).
         series_uid: the source SeriesInstanceUID.
@@ -30,14 +34,11 @@ def check_retrieved(folder: Path, series_uid: str, received: int, result: Any,
         expected_instances: NumberOfSeriesRelatedInstances from C-FIND, if the PACS gave it.
 
     Returns:
-        The instances' headers (no pixel data), for the selection re-check on full headers.
+        The instances' headers, in file-name order.
 
     Raises:
-        IncompleteSeriesError: the counts disagree, or a header cannot be read.
+        IncompleteSeriesError: the counts disagree, or an instance cannot be read as an image of the series.
     """
-    from pydicom import dcmread
-    from pydicom.errors import InvalidDicomError
-
     files = sorted(Path(folder).glob("*.dcm"))
     delivered = result.completed + result.warning
     if not files:
@@ -49,25 +50,28 @@ def check_retrieved(folder: Path, series_uid: str, received: int, result: Any,
         raise IncompleteSeriesError(f"series {series_uid}: incomplete, C-FIND announced {expected_instances} "
                                     f"instances, {len(files)} retrieved")
     try:
-        return [dcmread(f, stop_before_pixels=True) for f in files]
-    except (InvalidDicomError, OSError, ValueError) as exc:
+        headers = find_series(folder).get(series_uid, [])
+    except DicomSeriesError as exc:
         raise IncompleteSeriesError(f"series {series_uid}: unreadable instance ({exc})") from exc
+    if len(headers) != len(files):
+        raise IncompleteSeriesError(f"series {series_uid}: {len(files)} files but {len(headers)} images of the series")
+    return headers
 
 
-def check_volume(folder: Path, series_uid: str) -> None:
-    """Check that the retrieved series reads as one regular volume (the reader the translator uses).
+def check_volume(headers: Sequence[Any], series_uid: str) -> list[Any]:
+    """Check on the headers that the series reads as one regular volume (the checks of the translator's reader).
+
+    Returns:
+        The headers sorted along the slice normal.
 
     Raises:
-        IncompleteSeriesError: gaps, duplicates, mixed geometry or a file that cannot be decoded (the reader's
-            message is kept).
+        IncompleteSeriesError: gaps, duplicates, mixed geometry, no decoder for the pixel data, or too large (the
+            reader's message is kept).
     """
-    files = list(Path(folder).glob("*.dcm"))
     try:
-        _, datasets = load_series(folder, series_uid=series_uid)
-    except DicomSeriesError as exc:
+        return check_series(headers, name=str(Path(headers[0].filename).parent))
+    except ValueError as exc:
         raise IncompleteSeriesError(f"series {series_uid}: not a complete, consistent series: {exc}") from exc
-    if len(datasets) != len(files):
-        raise IncompleteSeriesError(f"series {series_uid}: {len(files)} files but {len(datasets)} usable slices")
 
 
 def check_sct(written: Sequence[Path], out_dir: Path, study_uid: str) -> str:

@@ -61,7 +61,50 @@ def _stop_process_group(proc: subprocess.Popen | None, timeout_s: float = 10.0, 
         pass
 
 
-class OrthancServer:
+class _Server:
+    """A server process started from a private config in ``workdir`` (its own session), stopped by its PID."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path, aet: str, config_name: str, log_name: str):
+        self.workdir = Path(workdir)
+        self.aet = aet
+        self.proc: subprocess.Popen | None = None
+        self.config_path = self.workdir / config_name
+        self.log_path = self.workdir / log_name
+
+    def _write_config(self) -> None:
+        raise NotImplementedError
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _start(self, timeout_s: float, not_ready: str):
+        """Write the config, start the command and poll :meth:`_ready` until ``timeout_s``."""
+        self._write_config()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self._command(), stdout=log, stderr=log, cwd=self.workdir,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}")
+            if self._ready():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} {not_ready} after {timeout_s} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        """Stop the server and any children it forked (one process group, started by us)."""
+        _stop_process_group(self.proc)
+        self.proc = None
+
+
+class OrthancServer(_Server):
     """Orthanc started from a test config; REST on ``http_port``, DICOM on ``dicom_port`` (both loopback).
 
     Args:
@@ -70,15 +113,13 @@ class OrthancServer:
         aet: Orthanc's own AE title.
     """
 
+    name = "Orthanc"
+
     def __init__(self, workdir: Path, modalities: dict[str, tuple[str, int]], aet: str = "ORTHANC"):
-        self.workdir = Path(workdir)
-        self.aet = aet
+        super().__init__(workdir, aet, "orthanc.json", "orthanc.log")
         self.dicom_port = free_port()
         self.http_port = free_port()
         self.modalities = dict(modalities)
-        self.proc: subprocess.Popen | None = None
-        self.config_path = self.workdir / "orthanc.json"
-        self.log_path = self.workdir / "orthanc.log"
 
     def _write_config(self) -> None:
         db = self.workdir / "db"
@@ -96,24 +137,19 @@ class OrthancServer:
         }
         self.config_path.write_text(json.dumps(config, indent=1))
 
+    def _command(self) -> list[str]:
+        return [ORTHANC_BIN, str(self.config_path)]
+
+    def _ready(self) -> bool:
+        try:
+            self.rest("GET", "/system", timeout_s=1.0)
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+        return True
+
     def start(self, timeout_s: float = 30.0) -> "OrthancServer":
         """Start Orthanc (same ports and database on a restart) and wait until ``GET /system`` answers."""
-        self._write_config()
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([ORTHANC_BIN, str(self.config_path)], stdout=log, stderr=log,
-                                     cwd=self.workdir, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                self.rest("GET", "/system", timeout_s=1.0)
-                return self
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"Orthanc not ready after {timeout_s} s; see {self.log_path}")
+        return self._start(timeout_s, "not ready")
 
     def stop(self, kill: bool = False) -> None:
         """Stop Orthanc by its PID (SIGTERM takes ~3 s; ``kill`` = SIGKILL, a crash) and wait for its port to close."""
@@ -144,7 +180,7 @@ class OrthancServer:
             return rsp.read()
 
 
-class DcmqrscpServer:
+class DcmqrscpServer(_Server):
     """dcmtk ``dcmqrscp`` in its default forking mode (``--single-process`` crashes on Debian 12's build).
 
     Args:
@@ -153,15 +189,13 @@ class DcmqrscpServer:
         aet: the archive's AE title.
     """
 
+    name = "dcmqrscp"
+
     def __init__(self, workdir: Path, peers: dict[str, tuple[str, int]], aet: str = "QRSCP"):
-        self.workdir = Path(workdir)
-        self.aet = aet
+        super().__init__(workdir, aet, "qr.cfg", "dcmqrscp.log")
         self.port = free_port()
         self.peers = dict(peers)
-        self.proc: subprocess.Popen | None = None
         self.store_dir = self.workdir / "store"
-        self.config_path = self.workdir / "qr.cfg"
-        self.log_path = self.workdir / "dcmqrscp.log"
 
     def _write_config(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -174,29 +208,18 @@ class DcmqrscpServer:
                  "AETable BEGIN", f"{self.aet}   {self.store_dir}   RW   (200, 1024mb)   ANY", "AETable END"]
         self.config_path.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout_s: float = 15.0) -> "DcmqrscpServer":
-        """Start ``dcmqrscp -c qr.cfg`` and wait until its port accepts connections."""
-        self._write_config()
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([DCMQRSCP_BIN, "-c", str(self.config_path)], stdout=log, stderr=log,
-                                     cwd=self.workdir, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dcmqrscp exited with {self.proc.returncode}; see {self.log_path}")
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.settimeout(0.5)
-                if sock.connect_ex((_LOOPBACK, self.port)) == 0:
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"dcmqrscp not listening after {timeout_s} s; see {self.log_path}")
+    def _command(self) -> list[str]:
+        return [DCMQRSCP_BIN, "-c", str(self.config_path)]
 
-    def stop(self) -> None:
-        """Stop the server and its forked association children (one process group, started by us)."""
-        _stop_process_group(self.proc)
-        self.proc = None
+    def _ready(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex((_LOOPBACK, self.port)) == 0
+
+    def start(self, timeout_s: float = 15.0) -> "DcmqrscpServer":
+        """Start ``dcmqrscp -c qr.cfg`` (forked association children share its process group) and wait until its
+        port accepts connections."""
+        return self._start(timeout_s, "not listening")
 
 
 def make_series(*, patient: str, study_uid: str, modality: str = "MR", description: str = "T1 axial",

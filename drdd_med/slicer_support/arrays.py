@@ -21,20 +21,21 @@ def _check_affine(ijk_to_ras: Any) -> np.ndarray:
     return matrix
 
 
+def _reverse_axes(array: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise ValueError(f"expected a 3D {name}, got shape {array.shape}.")
+    return array.transpose(2, 1, 0)
+
+
 def kji_to_xyz(kji: np.ndarray) -> np.ndarray:
     """(K, J, I) Slicer array -> (X, Y, Z) = (I, J, K) array (a transposed view, no copy)."""
-    kji = np.asarray(kji)
-    if kji.ndim != 3:
-        raise ValueError(f"expected a 3D KJI array (scalar volume), got shape {kji.shape}.")
-    return kji.transpose(2, 1, 0)
+    return _reverse_axes(kji, "KJI array (scalar volume)")
 
 
 def xyz_to_kji(xyz: np.ndarray) -> np.ndarray:
     """(X, Y, Z) array -> (K, J, I) Slicer array, C-contiguous (as ``updateVolumeFromArray`` expects)."""
-    xyz = np.asarray(xyz)
-    if xyz.ndim != 3:
-        raise ValueError(f"expected a 3D (X, Y, Z) array, got shape {xyz.shape}.")
-    return np.ascontiguousarray(xyz.transpose(2, 1, 0))
+    return np.ascontiguousarray(_reverse_axes(xyz, "(X, Y, Z) array"))
 
 
 def kji_to_metatensor(kji: np.ndarray, ijk_to_ras: Any, dtype: Any = np.float32) -> Any:

@@ -1,8 +1,8 @@
 """Build the ``drdd-med translate`` command line and name the files it exchanges with a caller.
 
 Contract with the translate CLI: ``translate INPUT --bundle DIR --out DIR [--device cpu|cuda|auto] [--steps R,N]
-[--samples N]`` writes ``<out>/<input stem>_sct.nii.gz`` on the input's grid, prints progress lines as defined in
-:mod:`drdd_med.slicer_support.progress`, and exits 0 on success.
+[--samples N] [--domain t1w|t2w|cbct]`` writes ``<out>/<input stem>_sct.nii.gz`` on the input's grid, prints
+progress lines as defined in :mod:`drdd_med.slicer_support.progress`, and exits 0 on success.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from drdd_med.diffusion.scheduler import sampling_problem
+from drdd_med.data.domains import DOMAINS
+from drdd_med.workflows.predictor import SCT_SUFFIX, input_stem
 
 __all__ = [
     "DEVICES",
@@ -28,11 +32,8 @@ __all__ = [
 ]
 
 DEVICES = ("auto", "cpu", "cuda")
-#: Suffix the translate CLI appends to the input stem.
-SCT_SUFFIX = "_sct.nii.gz"
 #: Module run with ``python -m`` when no console script is used.
 CLI_MODULE = "drdd_med.cli.main"
-_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
 
 def _steps_arg(steps: str | Sequence[int]) -> str:
@@ -41,8 +42,9 @@ def _steps_arg(steps: str | Sequence[int]) -> str:
         residual_steps, noise_steps = (int(p) for p in parts)
     except (TypeError, ValueError):
         raise ValueError(f"steps must be 'R,N' or (R, N) with two integers, got {steps!r}.") from None
-    if residual_steps < 0 or noise_steps < 0 or residual_steps + noise_steps == 0:
-        raise ValueError(f"steps must be non-negative with at least one step, got {residual_steps},{noise_steps}.")
+    problem = sampling_problem(residual_steps, noise_steps)
+    if problem:
+        raise ValueError(f"steps {residual_steps},{noise_steps}: {problem}.")
     return f"{residual_steps},{noise_steps}"
 
 
@@ -56,6 +58,7 @@ def build_translate_command(
     samples: int | None = None,
     python: str | os.PathLike | None = None,
     console_script: str | None = None,
+    domain: str | None = None,
 ) -> list[str]:
     """Return the argv list that runs the translate CLI in a subprocess.
 
@@ -68,9 +71,11 @@ def build_translate_command(
         samples: number of samples averaged (>= 1); None for the bundle default.
         python: interpreter for ``python -m drdd_med.cli.main`` (default: ``sys.executable``).
         console_script: run this executable (e.g. ``"drdd-med"``) instead of ``python -m``.
+        domain: the input's source domain (``"t1w"``, ``"t2w"``, ``"cbct"``) for a model trained on several; the
+            NIfTI file the module writes does not record it. None: the model's only domain.
 
     Raises:
-        ValueError: on an unknown device or invalid steps / samples.
+        ValueError: on an unknown device or domain, or invalid steps / samples.
 
     Example:
         >>> build_translate_command("in.nii.gz", "b", "o", device="cpu", steps=(2, 2), python="py")[3:]
@@ -78,6 +83,8 @@ def build_translate_command(
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
+    if domain is not None and domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {DOMAINS} (or None for the model's only domain), got {domain!r}.")
     prefix = [console_script] if console_script else [str(python or sys.executable), "-m", CLI_MODULE]
     command = [*prefix, "translate", str(input_path), "--bundle", str(bundle_dir), "--out", str(out_dir),
                "--device", device]
@@ -87,6 +94,8 @@ def build_translate_command(
         if int(samples) < 1:
             raise ValueError(f"samples must be >= 1, got {samples}.")
         command += ["--samples", str(int(samples))]
+    if domain is not None:
+        command += ["--domain", domain]
     return command
 
 
@@ -97,15 +106,6 @@ def translate_environment(device: str, base: Mapping[str, str] | None = None) ->
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = "-1"
     return env
-
-
-def input_stem(input_path: str | os.PathLike) -> str:
-    """File name without its image suffix (``case.nii.gz`` -> ``case``); a folder's name for DICOM folders."""
-    name = Path(input_path).name
-    for suffix in _IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def expected_output_path(input_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:

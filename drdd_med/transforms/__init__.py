@@ -17,7 +17,9 @@ from drdd_med.transforms.array import (
     window_to_unit,
 )
 from drdd_med.transforms.dictionary import (
+    DomainIndexd,
     MiddleSliced,
+    NormalizeByDomaind,
     NormalizeToUnitd,
     PercentileToUnitd,
     SlicesToChannelsd,
@@ -27,7 +29,7 @@ from drdd_med.transforms.dictionary import (
 )
 
 __all__ = [
-    "UNIT_WINDOW_KEY", "MiddleSlice", "MiddleSliced", "NormalizeToUnitd", "PercentileToUnit", "PercentileToUnitd",
-    "SlicesToChannels", "SlicesToChannelsd", "UnitToWindow", "UnitToWindowd", "WindowToUnit", "WindowToUnitd",
-    "normalizer", "percentile_window", "unit_to_window", "window_to_unit",
+    "UNIT_WINDOW_KEY", "DomainIndexd", "MiddleSlice", "MiddleSliced", "NormalizeByDomaind", "NormalizeToUnitd",
+    "PercentileToUnit", "PercentileToUnitd", "SlicesToChannels", "SlicesToChannelsd", "UnitToWindow", "UnitToWindowd",
+    "WindowToUnit", "WindowToUnitd", "normalizer", "percentile_window", "unit_to_window", "window_to_unit",
 ]

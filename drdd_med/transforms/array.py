@@ -1,9 +1,13 @@
 """Array transforms: intensity maps to and from [-1, 1], and the 2.5D slice-stack reshapes.
 
 CT uses a fixed HU window (default [HU_MIN, HU_MAX] = [-1024, 3071]) mapped linearly to [-1, 1] with clipping; MR
-uses per-image percentiles (default 0.5 and 99.5) mapped the same way. Each map has an explicit inverse
-(:func:`unit_to_window`), because MONAI's ``ScaleIntensityRange*`` transforms are not invertible. No histogram
-equalisation is ever applied: it would destroy the quantitative meaning of HU.
+uses per-image percentiles (default 0.5 and 99.5) mapped the same way. :func:`window_to_unit` and its inverse
+:func:`unit_to_window` are the one home of these maps (transforms, baselines, metric adapters). They do what a pair
+of MONAI ``ScaleIntensityRange`` transforms does (the results agree to 1 ulp) and are kept because they keep the
+input's type: on a NumPy volume ``ScaleIntensityRange`` returns a torch ``MetaTensor`` and took 0.20 s against
+0.036 s for 256 x 256 x 150 float32 voxels on one thread (MONAI 1.6.1; on tensors both take the same time), and the
+scorer and the baselines work in NumPy float64. No histogram equalisation is ever applied: it would destroy the
+quantitative meaning of HU.
 """
 
 from __future__ import annotations

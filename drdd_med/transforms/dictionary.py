@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from drdd_med.keys import HU_MAX, HU_MIN
+from drdd_med.keys import DOMAIN, DOMAIN_INDEX, HU_MAX, HU_MIN
 from drdd_med.transforms.array import MiddleSlice, PercentileToUnit, SlicesToChannels, UnitToWindow, WindowToUnit
 
 __all__ = [
-    "MiddleSliced", "MiddleSliceD", "MiddleSliceDict", "NormalizeToUnitd", "NormalizeToUnitD", "NormalizeToUnitDict",
-    "PercentileToUnitd", "PercentileToUnitD", "PercentileToUnitDict", "SlicesToChannelsd", "SlicesToChannelsD",
-    "SlicesToChannelsDict", "UnitToWindowd", "UnitToWindowD", "UnitToWindowDict", "WindowToUnitd", "WindowToUnitD",
-    "WindowToUnitDict", "normalizer",
+    "DomainIndexd", "DomainIndexD", "DomainIndexDict", "MiddleSliced", "MiddleSliceD", "MiddleSliceDict",
+    "NormalizeByDomaind", "NormalizeByDomainD", "NormalizeByDomainDict", "NormalizeToUnitd", "NormalizeToUnitD",
+    "NormalizeToUnitDict", "PercentileToUnitd", "PercentileToUnitD", "PercentileToUnitDict", "SlicesToChannelsd",
+    "SlicesToChannelsD", "SlicesToChannelsDict", "UnitToWindowd", "UnitToWindowD", "UnitToWindowDict", "WindowToUnitd",
+    "WindowToUnitD", "WindowToUnitDict", "normalizer",
 ]
 
 
@@ -96,9 +98,66 @@ class NormalizeToUnitd(_Wrap):
         super().__init__(keys, normalizer(norm), allow_missing_keys)
 
 
+class NormalizeByDomaind(MapTransform):
+    """Map keys to [-1, 1] with the normalisation of the item's source domain (``item[domain_key]``).
+
+    One pipeline thus serves a dataset that mixes MR (percentile windows) and CBCT (a HU window); an item without a
+    domain is mapped with ``default``.
+
+    Args:
+        keys: the keys to map (the source).
+        norms: domain -> normalisation setting (see :func:`normalizer`).
+        default: the setting for items that name no domain.
+        domain_key: item key of the domain name.
+    """
+
+    def __init__(self, keys: KeysCollection, norms: Mapping[str, Any], default: Any, domain_key: str = DOMAIN,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transforms = {domain: normalizer(norm) for domain, norm in norms.items()}
+        self.default = normalizer(default)
+        self.domain_key = domain_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        domain = d.get(self.domain_key)
+        if domain is not None and domain not in self.transforms:
+            raise ValueError(f"source domain {domain!r} has no normalisation here (known: {sorted(self.transforms)}).")
+        transform = self.default if domain is None else self.transforms[domain]
+        for key in self.key_iterator(d):
+            d[key] = transform(d[key])
+        return d
+
+
+class DomainIndexd(MapTransform):
+    """Write the position of the item's domain in ``domains`` as a long tensor under ``index_key`` (the class label
+    of a domain-embedding model).
+
+    Args:
+        domains: the model's domain list.
+        domain_key: item key of the domain name.
+        index_key: item key written.
+    """
+
+    def __init__(self, domains: Sequence[str], domain_key: str = DOMAIN, index_key: str = DOMAIN_INDEX) -> None:
+        super().__init__([domain_key])
+        self.domains, self.domain_key, self.index_key = list(domains), domain_key, index_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        domain = d.get(self.domain_key)
+        if domain not in self.domains:
+            raise ValueError(f"item domain {domain!r}: a domain-embedding model needs one of {self.domains} on every "
+                             "item.")
+        d[self.index_key] = torch.tensor(self.domains.index(domain), dtype=torch.long)
+        return d
+
+
 WindowToUnitD = WindowToUnitDict = WindowToUnitd
 PercentileToUnitD = PercentileToUnitDict = PercentileToUnitd
 UnitToWindowD = UnitToWindowDict = UnitToWindowd
 SlicesToChannelsD = SlicesToChannelsDict = SlicesToChannelsd
 MiddleSliceD = MiddleSliceDict = MiddleSliced
 NormalizeToUnitD = NormalizeToUnitDict = NormalizeToUnitd
+NormalizeByDomainD = NormalizeByDomainDict = NormalizeByDomaind
+DomainIndexD = DomainIndexDict = DomainIndexd

@@ -15,6 +15,11 @@ Random crops return ``num_samples`` samples per volume (a list; MONAI datasets f
 [-1, 1]; padding uses -1 (air for CT, background for MR) on images and 0 on masks. Every random transform crops all
 keys of a sample identically, so pairs stay voxel-aligned. Inference ends with :func:`inference_postprocessing`,
 which maps predictions back to HU and to the source's native grid and orientation with ``Invertd``.
+
+Items of a dataset that mixes source domains (T1w, T2w, CBCT) name their ``keys.DOMAIN``; with ``domain_norms``
+the training and validation pipelines normalise each source with its domain's setting, and with ``domain_labels``
+they add the domain's class label (``keys.DOMAIN_INDEX``) for a domain-embedding model. Inference pipelines are
+built per domain (:meth:`~drdd_med.workflows.model_config.ModelConfig.preprocessing`).
 """
 
 from __future__ import annotations
@@ -47,21 +52,25 @@ from monai.transforms import (
 
 from drdd_med import keys
 from drdd_med.io.nifti import VolumeReader
-from drdd_med.transforms.dictionary import MiddleSliced, NormalizeToUnitd, SlicesToChannelsd
+from drdd_med.transforms.dictionary import (
+    DomainIndexd,
+    MiddleSliced,
+    NormalizeByDomaind,
+    NormalizeToUnitd,
+    SlicesToChannelsd,
+)
 
 __all__ = [
-    "MODES", "inference_postprocessing", "inference_transforms", "noise_stage_transforms", "train_transforms",
-    "val_transforms",
+    "inference_postprocessing", "inference_transforms", "noise_stage_transforms", "train_transforms", "val_transforms",
 ]
 
-MODES = ("2d", "2.5d", "3d")
 _SOURCE_NORM = {"type": "percentile", "lower": 0.5, "upper": 99.5}
 _TARGET_NORM = {"type": "range", "a_min": keys.HU_MIN, "a_max": keys.HU_MAX}
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
+    if mode not in keys.MODES:
+        raise ValueError(f"mode={mode!r}: expected one of {keys.MODES}.")
 
 
 def _roi(mode: str, roi_size: Sequence[int], divisor: int) -> tuple[int, ...]:
@@ -92,6 +101,16 @@ def _load(image_keys: list[str], mask_key: str | None, pixdim: Sequence[float] |
     return out
 
 
+def _normalize(source_key: str, target_key: str, source_norm: Any, target_norm: Any,
+               domain_norms: Mapping[str, Any] | None, domain_labels: Sequence[str] | None) -> list[Any]:
+    """Source and target to [-1, 1]: the source by its item's domain when ``domain_norms`` is given, plus the
+    domain's class label when ``domain_labels`` is."""
+    source = (NormalizeByDomaind(source_key, domain_norms, source_norm) if domain_norms
+              else NormalizeToUnitd(source_key, source_norm))
+    chain = [source, NormalizeToUnitd(target_key, target_norm)]
+    return chain + ([DomainIndexd(domain_labels)] if domain_labels else [])
+
+
 def _pad(cls: type, image_keys: list[str], mask_key: str | None, **kwargs: Any) -> list[Any]:
     out = [cls(image_keys, mode="constant", value=keys.UNIT_MIN, **kwargs)]
     if mask_key:
@@ -113,7 +132,9 @@ def train_transforms(mode: str, source_norm: Any = _SOURCE_NORM, target_norm: An
                      roi_size: Sequence[int] = (96, 96), num_samples: int = 4, num_slices_2p5d: int = 3,
                      divisor: int = 1, source_key: str = keys.SOURCE, target_key: str = keys.TARGET,
                      mask_key: str | None = keys.MASK, pixdim: Sequence[float] | None = None, flip_prob: float = 0.0,
-                     pos_neg: tuple[float, float] = (3.0, 1.0), dicom_rules: Any = None) -> Compose:
+                     pos_neg: tuple[float, float] = (3.0, 1.0), dicom_rules: Any = None,
+                     domain_norms: Mapping[str, Any] | None = None,
+                     domain_labels: Sequence[str] | None = None) -> Compose:
     """Paired training pipeline: load, RAS, [-1, 1], pad, random aligned samples.
 
     Args:
@@ -133,6 +154,10 @@ def train_transforms(mode: str, source_norm: Any = _SOURCE_NORM, target_norm: An
         flip_prob: probability of a left-right flip (applied to all keys together).
         pos_neg: (pos, neg) ratio of patch centres inside / outside the mask (3D with mask).
         dicom_rules: series selection rules for DICOM folders.
+        domain_norms: domain -> source normalisation, applied by each item's ``keys.DOMAIN`` (items without one
+            use ``source_norm``); None normalises every source with ``source_norm``.
+        domain_labels: the model's domains: adds ``keys.DOMAIN_INDEX`` (the item's class label) for a
+            domain-embedding model; None adds nothing.
 
     Returns:
         A ``Compose`` mapping an item of paths to ``num_samples`` sample dicts.
@@ -145,7 +170,7 @@ def train_transforms(mode: str, source_norm: Any = _SOURCE_NORM, target_norm: An
     images = [source_key, target_key]
     all_keys = images + ([mask_key] if mask_key else [])
     chain = _load(images, mask_key, pixdim, dicom_rules)
-    chain += [NormalizeToUnitd(source_key, source_norm), NormalizeToUnitd(target_key, target_norm)]
+    chain += _normalize(source_key, target_key, source_norm, target_norm, domain_norms, domain_labels)
     chain += _pad(SpatialPadd, images, mask_key, spatial_size=roi if mode == "3d" else (*roi, -1))
     if k > 1:  # edge slices get neighbours too; only the middle slice is a target, and it is never a padded one
         chain += [BorderPadd(all_keys, spatial_border=[0, 0, 0, 0, k // 2, k // 2], mode="edge")]
@@ -187,7 +212,9 @@ def _divisible(mode: str, divisor: int) -> tuple[int, int, int]:
 
 def val_transforms(mode: str, source_norm: Any = _SOURCE_NORM, target_norm: Any = _TARGET_NORM, divisor: int = 1,
                    source_key: str = keys.SOURCE, target_key: str = keys.TARGET, mask_key: str | None = keys.MASK,
-                   pixdim: Sequence[float] | None = None, dicom_rules: Any = None) -> Compose:
+                   pixdim: Sequence[float] | None = None, dicom_rules: Any = None,
+                   domain_norms: Mapping[str, Any] | None = None,
+                   domain_labels: Sequence[str] | None = None) -> Compose:
     """Validation pipeline: whole (1, X, Y, Z) volumes in RAS and [-1, 1], padded to the network's divisibility.
 
     For 2D / 2.5D only X and Y are padded (a slice inferer runs over Z); for 3D all axes. Arguments as in
@@ -196,7 +223,7 @@ def val_transforms(mode: str, source_norm: Any = _SOURCE_NORM, target_norm: Any 
     _check_mode(mode)
     images = [source_key, target_key]
     chain = _load(images, mask_key, pixdim, dicom_rules)
-    chain += [NormalizeToUnitd(source_key, source_norm), NormalizeToUnitd(target_key, target_norm)]
+    chain += _normalize(source_key, target_key, source_norm, target_norm, domain_norms, domain_labels)
     chain += _pad(DivisiblePadd, images, mask_key, k=_divisible(mode, divisor))
     return Compose(chain)
 

@@ -7,13 +7,13 @@ Pixel aspect follows ``spacing_mm``. Rendering uses matplotlib's Agg backend (no
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
+
+from drdd_med.io.atomic import atomic_file
 
 __all__ = ["PLANES", "Panel", "save_montage", "plane_slice"]
 
@@ -127,13 +127,6 @@ def save_montage(path: str | Path, panels: Sequence[Panel], planes: Sequence[str
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

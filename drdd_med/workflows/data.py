@@ -4,6 +4,10 @@ The bundle's default datalist is the embedded phantom's spec, ``<dataset_dir>/ph
 is requested and missing, :func:`prepare_spec` generates the phantom there first (idempotent, atomic), so
 ``python -m monai.bundle run training --config_file bundles/drdd/train.json`` works on a fresh clone. Any other
 spec is validated by :func:`~drdd_med.data.spec.load_spec` before training starts, which lists every problem at once.
+
+A spec whose items name their source ``domain`` trains one model for all of them: the datalists keep each item's
+domain, so that the pipelines normalise each source with its domain's setting; such a spec must name the domain of
+every paired item (a model cannot be asked at inference for a domain it was never told).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from drdd_med import keys
-from drdd_med.data.spec import DatasetSpec, NormalizeSpec, load_spec
+from drdd_med.data.spec import DatasetSpec, NormalizeSpec, SpecError, load_spec
 
 __all__ = [
     "PHANTOM_SPEC", "evaluation_cases", "input_datalist", "mask_key", "noise_items", "norm_dict", "paired_items",
@@ -53,9 +57,22 @@ def prepare_spec(datalist: str | os.PathLike, phantom_dir: str | os.PathLike | N
     if phantom_dir is not None and _same_path(datalist, Path(phantom_dir) / PHANTOM_SPEC):
         _ensure_phantom(Path(phantom_dir), dict(phantom or {}))
     spec = load_spec(datalist)
+    _check_domains_named(spec)
     logger.info("data spec %s: %d training, %d validation, %d test, %d unpaired target item(s)", spec.path,
                 *(len(spec.items(s)) for s in ("training", "validation", "test", "unpaired_target")))
     return spec
+
+
+def _check_domains_named(spec: DatasetSpec) -> None:
+    """Refuse a spec in which some items name their source domain and others do not."""
+    if not spec.domains():
+        return
+    unnamed = [f"{split}[{i}]" for split in ("training", "validation", "test")
+               for i, item in enumerate(spec.items(split)) if keys.DOMAIN not in item]
+    if unnamed:
+        raise SpecError(f"{spec.path}: items name the source domains {', '.join(spec.domains())}, but "
+                        f"{', '.join(unnamed[:5])}{' ...' if len(unnamed) > 5 else ''} name none; give every item "
+                        "a 'domain' (or none of them).")
 
 
 def _ensure_phantom(folder: Path, options: dict[str, Any]) -> None:
@@ -87,7 +104,8 @@ def mask_key(items: Sequence[Mapping[str, str]]) -> str | None:
 
 
 def paired_items(spec: DatasetSpec, split: str = "training") -> list[dict[str, str]]:
-    """Paired items of ``split`` for the residual stage / validation; masks kept only when every item has one.
+    """Paired items of ``split`` for the residual stage / validation, with their domains; masks kept only when
+    every item has one.
 
     Raises:
         ValueError: the split has no item.
@@ -96,8 +114,8 @@ def paired_items(spec: DatasetSpec, split: str = "training") -> list[dict[str, s
     if not items:
         raise ValueError(f"{spec.path}: split {split!r} is empty; add paired items (source, target) to it.")
     keep = mask_key(items) is not None
-    return [{k: v for k, v in item.items() if k in (keys.SOURCE, keys.TARGET) or (keep and k == keys.MASK)}
-            for item in items]
+    wanted = (keys.SOURCE, keys.TARGET, keys.DOMAIN) + ((keys.MASK,) if keep else ())
+    return [{k: v for k, v in item.items() if k in wanted} for item in items]
 
 
 def noise_items(spec: DatasetSpec) -> list[dict[str, str]]:

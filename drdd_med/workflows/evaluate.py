@@ -8,6 +8,10 @@ mask when the case has one. Two trivial baselines put the model's numbers in con
   training pairs.
 
 A model that does not beat both has learned nothing useful.
+
+:func:`evaluate_cases` is the one scorer: the training report and ``evaluate.json``
+(:func:`drdd_med.workflows.report.evaluate_bundle`), ``drdd-med evaluate`` and the benchmarks call it. Each case's
+CT, mask and (when a baseline or the montage needs it) MR are read once and shared by every method.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +32,19 @@ import numpy as np
 from drdd_med import keys
 
 __all__ = [
-    "METRIC_NAMES", "CaseBaseline", "LinearBaseline", "case_metrics", "constant_water_baseline", "evaluate_cases",
-    "fit_linear_baseline", "format_table", "load_volume", "trivial_baselines",
+    "METRIC_NAMES", "CaseBaseline", "CaseVolumes", "LinearBaseline", "axial_axis", "case_metrics",
+    "constant_water_baseline", "evaluate_cases", "fit_linear_baseline", "format_table", "load_volume",
+    "trivial_baselines",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Metric keys of every case, in table order (SynthRAD2023: psnr_2023 / ssim_2023; SynthRAD2025: psnr_2025 /
-#: ms_ssim_2025; MAE is the same in both; the rest are drdd_med diagnostics, not SynthRAD).
+#: ms_ssim_2025; MAE is the same in both; the rest are drdd_med diagnostics, not SynthRAD: MAE per CT class, the
+#: bias, and the through-plane consistency of :func:`drdd_med.metrics.functional.through_plane_consistency`).
 METRIC_NAMES = ("mae", "psnr_2023", "ssim_2023", "psnr_2025", "ms_ssim_2025", "mae_air", "mae_soft_tissue",
-                "mae_bone", "mean_error")
+                "mae_bone", "mean_error", "through_plane_sct", "through_plane_ct", "through_plane_ratio",
+                "in_plane_ratio", "stripe_ratio")
 #: A model predictor: source path -> (1, X, Y, Z) HU MetaTensor on the source's native grid.
 PredictFn = Callable[[str], Any]
 _ERROR_HU_MAX = 300.0  # upper end of the |error| colour scale in montages
@@ -64,35 +71,84 @@ def _as_array(volume: Any) -> np.ndarray:
     return array[0] if array.ndim == 4 else array
 
 
-def case_metrics(ct: np.ndarray, sct: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
-    """All :data:`METRIC_NAMES` for one (X, Y, Z) CT / sCT pair in HU (``mask > 0`` = body; None = everything)."""
-    from drdd_med.metrics.functional import synthrad2023_metrics, synthrad2025_metrics, tissue_mae
+def axial_axis(affine: np.ndarray) -> int:
+    """The array axis closest to the superior-inferior direction of a RAS ``affine``: the axis that axial slices
+    are stacked along."""
+    columns = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return int(np.argmax(np.abs(columns[2]) / np.linalg.norm(columns, axis=0)))
+
+
+def case_metrics(ct: np.ndarray, sct: np.ndarray, mask: np.ndarray | None, axis: int = -1) -> dict[str, float]:
+    """All :data:`METRIC_NAMES` for one (X, Y, Z) CT / sCT pair in HU (``mask > 0`` = body; None = everything).
+
+    ``axis`` is the axial axis of the grid (:func:`axial_axis`), along which the through-plane figures are taken.
+    """
+    from drdd_med.metrics.functional import (
+        synthrad2023_metrics,
+        synthrad2025_metrics,
+        through_plane_consistency,
+        tissue_mae,
+    )
 
     m23, m25 = synthrad2023_metrics(ct, sct, mask), synthrad2025_metrics(ct, sct, mask)
     tissue = tissue_mae(ct, sct, mask)
     return {"mae": m23["mae"], "psnr_2023": m23["psnr"], "ssim_2023": m23["ssim"], "psnr_2025": m25["psnr"],
-            "ms_ssim_2025": m25["ms_ssim"], **{k: tissue[k] for k in ("mae_air", "mae_soft_tissue", "mae_bone",
-                                                                     "mean_error")}}
+            "ms_ssim_2025": m25["ms_ssim"],
+            **{k: tissue[k] for k in ("mae_air", "mae_soft_tissue", "mae_bone", "mean_error")},
+            **through_plane_consistency(ct, sct, mask, axis)}
+
+
+@dataclass
+class CaseVolumes:
+    """One case, read once: its spec item, the CT, its affine and the mask; the MR is read on first use.
+
+    Attributes:
+        item: the spec item (``source``, ``target``, optional ``mask`` and ``id``).
+        target: (X, Y, Z) float32 CT in HU on the native grid.
+        affine: (4, 4) RAS affine of the CT, mm.
+        mask: (X, Y, Z) body mask (``> 0`` = body), or None.
+    """
+
+    item: Mapping[str, str]
+    target: np.ndarray
+    affine: np.ndarray
+    mask: np.ndarray | None
+    _source: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, item: Mapping[str, str]) -> CaseVolumes:
+        """Read the CT and the mask of a spec item (the MR waits for :attr:`source`)."""
+        target, affine = load_volume(item[keys.TARGET])
+        mask = load_volume(item[keys.MASK])[0] if keys.MASK in item else None
+        return cls(item, target, affine, mask)
+
+    @property
+    def source(self) -> np.ndarray:
+        """The (X, Y, Z) float32 MR on its native grid, read once."""
+        if self._source is None:
+            self._source = load_volume(self.item[keys.SOURCE])[0]
+        return self._source
+
+    @property
+    def body(self) -> np.ndarray:
+        """Boolean body mask (everything without a mask)."""
+        return np.ones(self.target.shape, dtype=bool) if self.mask is None else self.mask > 0
 
 
 # ----------------------------------------------------------------------------------------------- baselines
 class CaseBaseline:
-    """Base of baselines that need the whole case (e.g. its mask), not only the source path: ``fn(case)``."""
+    """Base of baselines that need the loaded case (its MR, mask or grid), not only the source path:
+    ``fn(case)`` with a :class:`CaseVolumes`."""
 
     takes_case = True
 
-    def __call__(self, case: Mapping[str, str]) -> np.ndarray:  # pragma: no cover - interface
+    def __call__(self, case: CaseVolumes) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
 
 class _WaterBaseline(CaseBaseline):
-    def __call__(self, case: Mapping[str, str]) -> np.ndarray:
-        source, _ = load_volume(case[keys.SOURCE])
-        if keys.MASK in case:
-            body = load_volume(case[keys.MASK])[0] > 0
-        else:
-            body = np.ones(source.shape, dtype=bool)
-        return np.where(body, 0.0, keys.HU_AIR).astype(np.float32)
+    def __call__(self, case: CaseVolumes) -> np.ndarray:
+        return np.where(case.body, 0.0, keys.HU_AIR).astype(np.float32)
 
 
 def constant_water_baseline() -> CaseBaseline:
@@ -120,9 +176,8 @@ class LinearBaseline(CaseBaseline):
     def __init__(self, slope: float, intercept: float, lower: float = 0.5, upper: float = 99.5) -> None:
         self.slope, self.intercept, self.lower, self.upper = float(slope), float(intercept), float(lower), float(upper)
 
-    def __call__(self, case: Mapping[str, str]) -> np.ndarray:
-        source, _ = load_volume(case[keys.SOURCE])
-        hu = self.slope * _normalised_source(source, self.lower, self.upper) + self.intercept
+    def __call__(self, case: CaseVolumes) -> np.ndarray:
+        hu = self.slope * _normalised_source(case.source, self.lower, self.upper) + self.intercept
         return np.clip(hu, keys.HU_MIN, keys.HU_MAX).astype(np.float32)
 
     def __repr__(self) -> str:
@@ -169,7 +224,6 @@ def fit_linear_baseline(train_cases: Sequence[Mapping[str, str]], lower: float =
     return LinearBaseline(slope, intercept, lower, upper)
 
 
-
 def trivial_baselines(training_cases: Sequence[Mapping[str, str]], source_normalize: Mapping[str, Any]) -> dict:
     """The two reference methods every report shows: constant water, and (when training pairs exist) a linear MR->HU
     fit with the model's own percentile normalisation (``source_normalize`` of its model config)."""
@@ -180,11 +234,12 @@ def trivial_baselines(training_cases: Sequence[Mapping[str, str]], source_normal
                                                   upper=source_normalize.get("upper", 99.5))
     return baselines
 
+
 # ----------------------------------------------------------------------------------------------- evaluation
 def _case_id(case: Mapping[str, str], index: int) -> str:
     if case.get("id"):
         return str(case["id"])
-    from drdd_med.slicer_support.command import input_stem
+    from drdd_med.workflows.predictor import input_stem
 
     source = Path(case[keys.SOURCE])
     stem = input_stem(source)
@@ -194,8 +249,8 @@ def _case_id(case: Mapping[str, str], index: int) -> str:
     return stem or f"case{index}"
 
 
-def _predict(fn: Callable[..., Any], case: Mapping[str, str]) -> np.ndarray:
-    out = fn(case) if getattr(fn, "takes_case", False) else fn(case[keys.SOURCE])
+def _predict(fn: Callable[..., Any], case: CaseVolumes) -> np.ndarray:
+    out = fn(case) if getattr(fn, "takes_case", False) else fn(case.item[keys.SOURCE])
     return np.asarray(_as_array(out), dtype=np.float64)
 
 
@@ -209,13 +264,14 @@ def _summary(rows: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, fl
     return mean, std
 
 
-def _montage(path: Path, source: np.ndarray, sct: np.ndarray, ct: np.ndarray, affine: np.ndarray, title: str) -> None:
+def _montage(path: Path, source: np.ndarray, sct: np.ndarray, ct: np.ndarray, affine: np.ndarray, title: str,
+             source_label: str = "MR") -> None:
     from drdd_med.visualize.montage import save_montage
 
     hu = {"vmin": -1000.0, "vmax": 1500.0, "cmap": "gray", "colorbar": True, "label": "HU"}
     error = {"vmin": 0.0, "vmax": _ERROR_HU_MAX, "cmap": "magma", "colorbar": True, "label": "|error| HU"}
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
-    panels = [("MR", source, None), ("sCT", sct, hu), ("CT", ct, hu), ("|sCT - CT|", np.abs(sct - ct), error)]
+    panels = [(source_label, source, None), ("sCT", sct, hu), ("CT", ct, hu), ("|sCT - CT|", np.abs(sct - ct), error)]
     save_montage(path, panels, spacing_mm=spacing, title=title)
 
 
@@ -227,18 +283,6 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_value(v) for v in value]
     return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _csv_text(method_rows: dict[str, list[dict[str, Any]]], summaries: dict[str, tuple[dict, dict]]) -> str:
@@ -268,7 +312,8 @@ def evaluate_cases(
         predict_fn: source path -> (1, X, Y, Z) or (X, Y, Z) sCT in HU on the source's native grid.
         out_dir: output folder; montages go to ``<out_dir>/montages/<case>.png``.
         baselines: name -> predictor, called like ``predict_fn`` or, for :class:`CaseBaseline` objects, with
-            the whole case (e.g. ``{"water": constant_water_baseline(), "linear": fit_linear_baseline(train)}``).
+            the loaded :class:`CaseVolumes` (e.g. ``{"water": constant_water_baseline(), "linear":
+            fit_linear_baseline(train)}``).
         montage: write an MR | sCT | CT | |error| PNG per case.
 
     Returns:
@@ -279,6 +324,8 @@ def evaluate_cases(
     Raises:
         ValueError: no case, a case without a target, or a CT on another grid than the sCT.
     """
+    from drdd_med.io.atomic import write_atomic
+
     out_dir = Path(out_dir)
     if not cases:
         raise ValueError("evaluate_cases: no cases to evaluate; check the spec split.")
@@ -287,20 +334,20 @@ def evaluate_cases(
         raise ValueError(f"evaluate_cases: these cases have no target CT to compare with: {missing}.")
     methods: dict[str, Callable[..., Any]] = {"model": predict_fn, **dict(baselines or {})}
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in methods}
-    for index, case in enumerate(cases):
-        case_id = _case_id(case, index)
-        ct, ct_affine = load_volume(case[keys.TARGET])
-        mask = load_volume(case[keys.MASK])[0] if keys.MASK in case else None
+    for index, item in enumerate(cases):
+        case_id, case = _case_id(item, index), CaseVolumes.load(item)
+        axis = axial_axis(case.affine)
         for name, fn in methods.items():
             sct = _predict(fn, case)
-            if sct.shape != ct.shape:
-                raise ValueError(f"{case[keys.SOURCE]}: {name} sCT shape {sct.shape} differs from the CT's {ct.shape} "
-                                 f"({case[keys.TARGET]}); pairs must share one grid.")
-            rows[name].append({"case": case_id, **case_metrics(ct, sct, mask)})
+            if sct.shape != case.target.shape:
+                raise ValueError(f"{item[keys.SOURCE]}: {name} sCT shape {sct.shape} differs from the CT's "
+                                 f"{case.target.shape} ({item[keys.TARGET]}); pairs must share one grid.")
+            rows[name].append({"case": case_id, **case_metrics(case.target, sct, case.mask, axis)})
             if name == "model" and montage:
-                source, _ = load_volume(case[keys.SOURCE])
-                _montage(out_dir / "montages" / f"{case_id}.png", source, sct.astype(np.float32), ct, ct_affine,
-                         f"{case_id}: MAE {rows[name][-1]['mae']:.1f} HU")
+                domain = item.get(keys.DOMAIN)
+                _montage(out_dir / "montages" / f"{case_id}.png", case.source, sct.astype(np.float32), case.target,
+                         case.affine, f"{case_id}: MAE {rows[name][-1]['mae']:.1f} HU",
+                         f"source ({domain})" if domain else "MR")
         logger.info("evaluated %s (%d/%d)", case_id, index + 1, len(cases))
     summaries = {name: _summary(r) for name, r in rows.items()}
     baseline_names = [n for n in methods if n != "model"]
@@ -310,8 +357,8 @@ def evaluate_cases(
         "baselines_std": {n: summaries[n][1] for n in baseline_names},
         "cases": rows["model"], "baseline_cases": {n: rows[n] for n in baseline_names}, "num_cases": len(cases),
     }
-    _write_atomic(out_dir / "metrics.json", json.dumps(_json_value(result), indent=1) + "\n")
-    _write_atomic(out_dir / "metrics.csv", _csv_text(rows, summaries))
+    write_atomic(out_dir / "metrics.json", json.dumps(_json_value(result), indent=1) + "\n")
+    write_atomic(out_dir / "metrics.csv", _csv_text(rows, summaries))
     return result
 
 
@@ -326,7 +373,8 @@ def _cell(value: float | None, spread: float | None) -> str:
 
 
 def format_table(result: Mapping[str, Any], metrics: Sequence[str] = ("mae", "psnr_2025", "ssim_2023", "ms_ssim_2025",
-                                                                        "mae_bone", "mean_error")) -> str:
+                                                                        "mae_bone", "mean_error",
+                                                                        "through_plane_ratio", "stripe_ratio")) -> str:
     """Markdown table of mean ± std per method (model first, then baselines)."""
     methods = [("model", result["model"], result.get("model_std", {}))]
     methods += [(n, m, result.get("baselines_std", {}).get(n, {})) for n, m in result.get("baselines", {}).items()]

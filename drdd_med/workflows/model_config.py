@@ -13,6 +13,12 @@ Training writes both (:func:`save_model`); inference (:class:`~drdd_med.workflow
 ``drdd-med translate``, the bundle's ``inference.json``) rebuilds the network, scheduler, volume inferer and
 transforms from the config alone, so sampling always uses the settings the model was trained with (mode, 2.5D
 slice count, noise level, residual schedule, intensity windows).
+
+A model trained on a spec whose items name their source ``domain`` (one model for T1w MR, T2w MR and CBCT) lists
+those ``domains`` with each one's source normalisation; inference normalises an input with its domain's entry
+(:meth:`ModelConfig.resolve_domain` says which domain an input is). A model trained on a spec without domains has
+an empty list and translates its one ``source_modality`` with ``source_normalize``, as config files written before
+the key existed do.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,9 @@ import torch
 from torch import nn
 
 from drdd_med import keys
+from drdd_med.data.domains import DOMAIN_MODALITY, DOMAINS, SOURCE_NORMALIZE
+from drdd_med.diffusion.scheduler import sampling_problem
+from drdd_med.io.atomic import atomic_file, write_atomic
 
 __all__ = ["METHODS", "MODEL_CONFIG_NAME", "MODEL_WEIGHTS_NAME", "ModelConfig", "load_weights", "model_paths",
            "save_model"]
@@ -39,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 MODEL_CONFIG_NAME = "model_config.json"
 MODEL_WEIGHTS_NAME = "model.pt"
-_MODES = ("2d", "2.5d", "3d")
 METHODS = ("drdd", "regression")
 # Wrappers a checkpoint may put around the state dict (Ignite CheckpointSaver dicts, EMA / DDP modules).
 _STATE_KEYS = ("ema", "network", "model", "state_dict", "net")
@@ -49,19 +56,6 @@ def model_paths(bundle_dir: str | os.PathLike) -> tuple[Path, Path]:
     """``(<bundle>/models/model_config.json, <bundle>/models/model.pt)``."""
     models = Path(bundle_dir) / "models"
     return models / MODEL_CONFIG_NAME, models / MODEL_WEIGHTS_NAME
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass
@@ -77,11 +71,12 @@ class ModelConfig:
         source_channels: channels of one source slice / volume (1 for MR).
         target_channels: target channels (1 for CT).
         noise_level: the scheduler noise level the residual stage was trained at (METHOD.md §6.3).
-        noise_conditioned: the noise net also receives the source.
+        noise_conditioned: the noise net also receives the source (the bundle's default: it measured 12 HU better
+            than the MR-blind prior on the phantom with the same residual net; the MR-blind one can use unpaired CT).
         residual_schedule: ``"normalized"`` or ``"code"``.
         num_train_timesteps: T of both stages.
-        residual_steps: default residual sampling steps.
-        noise_steps: default noise sampling steps.
+        residual_steps: default residual sampling steps, 1 to T.
+        noise_steps: default noise sampling steps, 0 to T (0: the no-denoiser ablation's hand-over state).
         roi_size: (X, Y, Z) sliding-window size for 3D models, voxels.
         source_normalize: source intensity map to [-1, 1] (``{"type": "percentile", "lower", "upper"}`` or
             ``{"type": "range", "a_min", "a_max"}``).
@@ -93,6 +88,12 @@ class ModelConfig:
             native grid (the default for 2D / 2.5D models).
         method: ``"drdd"`` or ``"regression"`` (a :class:`~drdd_med.networks.RegressionNet` with the preset's
             residual-net architecture, source in, target out; the noise and step settings do not apply to it).
+        domains: the source domains the model was trained on (``drdd_med.data.domains.DOMAINS`` order), empty for a
+            model trained on a spec without ``domain`` keys.
+        domain_normalize: domain -> source normalisation (filled from ``SOURCE_NORMALIZE`` for listed domains).
+        domain_embedding: the residual net also receives the domain as a class embedding (MONAI
+            ``DiffusionModelUNet`` ``num_class_embeds``); False (the default) leaves it to infer the domain from the
+            image. DRDD models only.
 
     Example:
         >>> config = ModelConfig(mode="2.5d", num_slices=3, preset="tiny")
@@ -124,33 +125,71 @@ class ModelConfig:
     model_version: str = "drdd-0.1.0"
     pixdim: list[float] | None = None
     method: str = "drdd"
+    domains: list[str] = field(default_factory=list)
+    domain_normalize: dict[str, dict[str, Any]] = field(default_factory=dict)
+    domain_embedding: bool = False
 
     def __post_init__(self) -> None:
+        # checked before anything else, so that a bundle override such as ``--noise_conditioned true`` (the string
+        # 'true' is truthy, and so is 'false') stops the run at once instead of training the wrong network
+        defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                    for f in dataclasses.fields(self)}
+        wrong = [f"{k}={getattr(self, k)!r} (expected {_kind(v)})" for k, v in defaults.items()
+                 if not _same_kind(v, getattr(self, k))]
+        if wrong:
+            raise ValueError(f"model config value(s) of the wrong type: {', '.join(wrong)}; on the command line "
+                             "booleans are True / False (e.g. --noise_conditioned True).")
         self.mode = str(self.mode).lower()
         self.method = str(self.method).lower()
         self.roi_size = [int(r) for r in self.roi_size]
         self.network_overrides = dict(self.network_overrides)
+        self.domains = list(self.domains)
         self.pixdim = None if self.pixdim is None else [float(p) for p in self.pixdim]
         problems = []
         if self.method not in METHODS:
             problems.append(f"method={self.method!r} must be one of {list(METHODS)}")
-        if self.mode not in _MODES:
-            problems.append(f"mode={self.mode!r} must be one of {list(_MODES)}")
+        if self.mode not in keys.MODES:
+            problems.append(f"mode={self.mode!r} must be one of {list(keys.MODES)}")
         if self.num_slices < 1 or self.num_slices % 2 == 0:
             problems.append(f"num_slices={self.num_slices} must be odd and >= 1")
         elif self.mode != "2.5d" and self.num_slices != 1:
             problems.append(f"num_slices={self.num_slices} needs mode '2.5d' (mode {self.mode!r} uses 1)")
-        if min(self.residual_steps, self.noise_steps) < 0 or self.residual_steps + self.noise_steps < 1:
-            problems.append(f"steps {self.residual_steps},{self.noise_steps}: need non-negative counts and at least "
-                            "one step")
+        steps_problem = sampling_problem(self.residual_steps, self.noise_steps, self.num_train_timesteps)
+        if steps_problem:
+            problems.append(steps_problem)
         if len(self.roi_size) != 3 or min(self.roi_size) < 1:
             problems.append(f"roi_size={self.roi_size} must be three positive sizes (X, Y, Z)")
         if self.target_normalize.get("type") != "range":
             problems.append("target_normalize must be a 'range' window (a_min, a_max in HU) so outputs map back to HU")
         if not self.model_version:
             problems.append("model_version must be a non-empty string")
+        problems += self._domain_problems()
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems) + ".")
+
+    def _domain_problems(self) -> list[str]:
+        """Check ``domains`` / ``domain_normalize`` / ``domain_embedding``; put the domains in ``DOMAINS`` order."""
+        unknown = [d for d in self.domains if d not in DOMAINS]
+        if unknown:
+            return [f"domains {unknown} are unknown (known: {', '.join(DOMAINS)})"]
+        if len(set(self.domains)) != len(self.domains):
+            return [f"domains {self.domains} lists a domain twice"]
+        self.domains = [d for d in DOMAINS if d in self.domains]
+        problems = []
+        extra = sorted(set(self.domain_normalize) - set(self.domains))
+        if extra:
+            problems.append(f"domain_normalize has entries {extra} for domains the model does not list "
+                            f"(domains {self.domains})")
+        given = {d: self.domain_normalize.get(d, SOURCE_NORMALIZE[d]) for d in self.domains}
+        self.domain_normalize = {d: dict(norm) if isinstance(norm, dict) else {} for d, norm in given.items()}
+        bad = [d for d, norm in self.domain_normalize.items() if norm.get("type") not in ("percentile", "range")]
+        if bad:
+            problems.append(f"domain_normalize of {bad} must have type 'percentile' or 'range'")
+        if self.domain_embedding and not self.domains:
+            problems.append("domain_embedding needs the domains it embeds (a spec whose items name their domain)")
+        if self.domain_embedding and self.method != "drdd":
+            problems.append(f"domain_embedding applies to DRDD models only, not method {self.method!r}")
+        return problems
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -164,11 +203,6 @@ class ModelConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown model config key(s) {unknown}; valid keys: {sorted(names)}.")
-        defaults = cls()
-        wrong = [f"{k}={v!r} (expected {_kind(getattr(defaults, k))})" for k, v in data.items()
-                 if not _same_kind(getattr(defaults, k), v)]
-        if wrong:
-            raise ValueError(f"model config value(s) of the wrong type: {', '.join(wrong)}.")
         return cls(**data)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -184,7 +218,7 @@ class ModelConfig:
         if path.suffix.lower() != ".json":
             path = model_paths(path)[0]
         text = json.dumps(self.to_dict(), indent=2) + "\n"
-        _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        write_atomic(path, text)
         return path
 
     @classmethod
@@ -231,6 +265,56 @@ class ModelConfig:
         norm = self.target_normalize
         return float(norm.get("a_min", keys.HU_MIN)), float(norm.get("a_max", keys.HU_MAX))
 
+    # ------------------------------------------------------------------ source domains
+    def resolve_domain(self, domain: str | None, where: str | os.PathLike) -> str | None:
+        """The domain an input is translated as, or None for a model without domains; refuses what the model lacks.
+
+        Args:
+            domain: the domain named for the input (None: not named).
+            where: the input, named in every message.
+
+        Returns:
+            ``domain`` when the model lists it; the model's only domain when none is named; None for a model
+            without domains.
+
+        Raises:
+            ValueError: an unknown domain, a domain the model was not trained on, a domain given to a model
+                without domains, or no domain for a model of several.
+        """
+        trained = ", ".join(self.domains)
+        if domain is not None and domain not in DOMAINS:
+            raise ValueError(f"{where}: unknown source domain {domain!r}; known domains: {', '.join(DOMAINS)}.")
+        if not self.domains:
+            if domain is None:
+                return None
+            raise ValueError(f"{where}: domain {domain!r} given, but this model lists no source domains (it was "
+                             f"trained on a spec without 'domain' keys and translates {self.source_modality} "
+                             "only); translate without a domain.")
+        if domain is None:
+            if len(self.domains) == 1:
+                return self.domains[0]
+            raise ValueError(f"{where}: no source domain named (a NIfTI file does not record one) and this model "
+                             f"translates several ({trained}); pass it: drdd-med translate --domain "
+                             f"{'|'.join(self.domains)}, SCTPredictor(domain=...).")
+        if domain not in self.domains:
+            raise ValueError(f"{where}: source domain {domain!r} is not one this model was trained on ({trained}); "
+                             "use a model trained on it.")
+        return domain
+
+    def source_norm_for(self, domain: str | None) -> dict[str, Any]:
+        """Source normalisation of inputs of ``domain`` (None: the model's ``source_normalize``)."""
+        return self.source_normalize if domain is None else self.domain_normalize[domain]
+
+    def modality_for(self, domain: str | None) -> str:
+        """Modality of inputs of ``domain`` (``"MR"``, ``"CBCT"``; None: the model's ``source_modality``)."""
+        return self.source_modality if domain is None else DOMAIN_MODALITY[domain]
+
+    def domain_label(self, domain: str | None) -> torch.Tensor | None:
+        """The (1,) class label of ``domain`` for a model with ``domain_embedding``, else None."""
+        if not self.domain_embedding:
+            return None
+        return torch.tensor([self.domains.index(domain)], dtype=torch.long)
+
     # ------------------------------------------------------------------ builders
     def build_network(self) -> nn.Module:
         """A freshly initialised :class:`~drdd_med.networks.DRDDNet` (``method="regression"``: a
@@ -240,8 +324,11 @@ class ModelConfig:
         if self.method == "regression":
             return build_regression_net(self.spatial_dims, self.network_source_channels, self.target_channels,
                                         self.preset, **self.network_overrides)
+        overrides = dict(self.network_overrides)
+        if self.domain_embedding:
+            overrides["residual_num_class_embeds"] = len(self.domains)
         return build_drdd_net(self.spatial_dims, self.network_source_channels, self.target_channels, self.preset,
-                              self.noise_conditioned, noise_level=self.noise_level, **self.network_overrides)
+                              self.noise_conditioned, noise_level=self.noise_level, **overrides)
 
     def build_scheduler(self) -> Any:
         """The :class:`~drdd_med.diffusion.DRDDScheduler` the model was trained with."""
@@ -271,20 +358,23 @@ class ModelConfig:
         steps = {"residual_steps": self.residual_steps, "noise_steps": self.noise_steps}
         return VolumeDRDDInferer(self.build_scheduler(), **(steps | options | given))
 
-    def preprocessing(self, source_key: str = keys.IMAGE, divisor: int = 1, dicom_rules: Any = None) -> Any:
+    def preprocessing(self, source_key: str = keys.IMAGE, divisor: int = 1, dicom_rules: Any = None,
+                      domain: str | None = None) -> Any:
         """Inference preprocessing: load (NIfTI or DICOM folder), RAS, [-1, 1], divisible padding.
 
         Args:
             source_key: item key of the source path.
             divisor: the network's spatial divisibility (``network.divisor``).
             dicom_rules: series selection rules for DICOM folders.
+            domain: the input's source domain (one of :attr:`domains`), which picks the normalisation; None for a
+                model without domains.
 
         Returns:
             A MONAI ``Compose``; pass it to :meth:`postprocessing`.
         """
         from drdd_med.transforms.pipelines import inference_transforms
 
-        return inference_transforms(self.mode, source_norm=self.source_normalize, divisor=divisor,
+        return inference_transforms(self.mode, source_norm=self.source_norm_for(domain), divisor=divisor,
                                     source_key=source_key, pixdim=self.pixdim, dicom_rules=dicom_rules)
 
     def postprocessing(self, preprocessing: Any, pred_key: str = keys.PRED, source_key: str = keys.IMAGE,
@@ -304,7 +394,9 @@ def _kind(default: Any) -> str:
 def _same_kind(default: Any, value: Any) -> bool:
     """Whether a JSON value fits a field with this default (ints are numbers; ``pixdim`` may be null or a list)."""
     if default is None:
-        return value is None or isinstance(value, list)
+        return value is None or isinstance(value, (list, tuple))
+    if isinstance(default, list):
+        return isinstance(value, (list, tuple))
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, float):
@@ -366,7 +458,8 @@ def save_model(network: nn.Module, config: ModelConfig, bundle_dir: str | os.Pat
     """
     config_path, weights_path = model_paths(bundle_dir)
     state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
-    _atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
+    with atomic_file(weights_path) as tmp:
+        torch.save(state, tmp)
     config.save(config_path)
     logger.info("saved model to %s", weights_path.parent)
     return config_path, weights_path

@@ -1,16 +1,25 @@
 """SCTPredictor: a trained bundle -> synthetic CT in HU on the source's native grid, as NIfTI or a DICOM series.
 
-One object serves the translate CLI, the evaluation workflow, the PACS job and the benchmarks::
+It is the one inference engine: the translate CLI, the bundle's ``inference.json`` and ``evaluate.json``, the
+training report, the PACS job, the Slicer module (through the CLI) and the benchmarks all call it::
 
     predictor = SCTPredictor.from_bundle("bundles/drdd", device="auto")
     result = predictor.predict("case01/mr.nii.gz")        # or a DICOM series folder
     predictor.save_nifti(result, "out/", "case01")          # out/case01_sct.nii.gz (int16 HU)
     predictor.save_dicom(result, "out/case01_sct_dicom")    # CT series with deterministic UIDs
+    predictor.translate("case01/mr.nii.gz", "out/")         # predict + save_nifti, named after the input
 
 The volume is sampled by :class:`~drdd_med.inferers.volume.VolumeDRDDInferer` (whole-volume state, slice batches
 or sliding windows: memory is bounded by ``slice_batch`` / ``roi_size``, not by the volume), or, for a model of
 method ``"regression"``, predicted in one network evaluation by its subclass ``VolumeRegressionInferer``; then mapped
 back to HU and to the source's grid and orientation by the config's ``Invertd`` post-processing.
+
+A model trained on several source domains (``ModelConfig.domains``: T1w, T2w, CBCT) translates each input as the
+domain it is given (``domain=``), or, for a DICOM series, as the domain its header shows
+(:func:`drdd_med.io.domain.detect_domain`); an input of a domain the model lacks is refused, naming the file::
+
+    predictor.predict("case02/t2w.nii.gz", domain="t2w")
+    predictor.predict("case03/cbct_dicom/")                 # header: a cone-beam CT -> "cbct"
 """
 
 from __future__ import annotations
@@ -29,15 +38,26 @@ import torch
 from torch import nn
 
 from drdd_med import keys, runtime
+from drdd_med.data.domains import check_domain
 from drdd_med.workflows.model_config import ModelConfig, load_weights
 
-__all__ = ["SCTPredictor", "SCTResult", "STD_SUFFIX", "SCT_SUFFIX"]
+__all__ = ["SCTPredictor", "SCTResult", "STD_SUFFIX", "SCT_SUFFIX", "input_stem"]
 
 logger = logging.getLogger(__name__)
 
-#: Output file name suffixes (``<stem>_sct.nii.gz``; agrees with ``slicer_support.command.SCT_SUFFIX``).
+#: Output file name suffixes: ``<stem>_sct.nii.gz`` (int16 HU) and ``<stem>_sct_std.nii.gz`` (float32 HU).
 SCT_SUFFIX = "_sct.nii.gz"
 STD_SUFFIX = "_sct_std.nii.gz"
+_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+def input_stem(input_path: str | os.PathLike) -> str:
+    """File name without its image suffix (``case.nii.gz`` -> ``case``); a folder's name for DICOM folders."""
+    name = Path(input_path).name
+    for suffix in _IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 @dataclass
@@ -48,10 +68,12 @@ class SCTResult:
         hu: (1, X, Y, Z) float32 MetaTensor, integer HU values in [a_min, a_max], on the source's native grid, with
             the source's RAS affine.
         std_hu: (1, X, Y, Z) float32 per-voxel standard deviation over samples in HU (``num_samples > 1``), else None.
-        source_datasets: the source series' pydicom headers sorted by position (DICOM input), else None.
+        source_datasets: the source series' pydicom headers sorted by position, as the reader parsed them (DICOM
+            input), else None.
         affine: (4, 4) RAS affine in mm of ``hu``.
         source: the input path.
         uid_seed: a stable identifier of the input (series UID or file content hash) for deterministic DICOM UIDs.
+        domain: the source domain it was translated as (None for a model without domains).
     """
 
     hu: Any
@@ -60,6 +82,7 @@ class SCTResult:
     affine: np.ndarray
     source: Path
     uid_seed: str
+    domain: str | None = None
 
 
 def _file_digest(path: Path) -> str:
@@ -88,6 +111,8 @@ class SCTPredictor:
         precision: ``"auto"`` (bf16 autocast where the device computes bf16 natively), ``"fp32"`` or ``"bf16"``
             (:func:`drdd_med.runtime.resolve_precision`).
         threads: CPU compute threads (None: one per CPU this process may use).
+        domain: the source domain of every input (one of ``config.domains``); None reads it from the header of a
+            DICOM series, or takes the model's only domain (a model of several refuses a NIfTI input without one).
         inferer_options: further ``VolumeDRDDInferer`` options (``slice_batch``, ``sw_batch_size``, ``overlap``,
             ``eta``).
     """
@@ -105,11 +130,16 @@ class SCTPredictor:
         dicom_rules: Mapping[str, Any] | None = None,
         precision: str = "auto",
         threads: int | None = None,
+        domain: str | None = None,
         **inferer_options: Any,
     ) -> None:
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        if domain is not None:
+            check_domain(domain, "SCTPredictor(domain=...)")
         self.config = config
+        self.domain = domain
+        self.dicom_rules = dicom_rules
         self.device = runtime.resolve_device(device)
         self.precision = runtime.resolve_precision(precision, self.device)
         if self.device.type == "cpu":
@@ -121,8 +151,8 @@ class SCTPredictor:
                                             num_samples=self.num_samples, seed=seed, progress=progress,
                                             precision=self.precision, **inferer_options)
         logger.info("sampling on %s", runtime.describe(self.device, self.precision))
-        self.preprocessing = config.preprocessing(divisor=int(getattr(network, "divisor", 1)), dicom_rules=dicom_rules)
-        self.postprocessing = config.postprocessing(self.preprocessing)
+        self._processing: dict[str | None, tuple[Any, Any]] = {}  # per domain: (preprocessing, postprocessing)
+        self.processing(self._default_domain)  # bad selection rules fail here, not at the first input
 
     @classmethod
     def from_bundle(cls, bundle_dir: str | os.PathLike, device: str | torch.device = "auto",
@@ -175,42 +205,98 @@ class SCTPredictor:
 
         check_input_path(path)
 
-    def _sample(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    @property
+    def preprocessing(self) -> Any:
+        """Inference preprocessing of the predictor's domain (else the model's only one; bundle property)."""
+        return self.processing(self._default_domain)[0]
+
+    @property
+    def postprocessing(self) -> Any:
+        """The post-processing paired with :attr:`preprocessing`."""
+        return self.processing(self._default_domain)[1]
+
+    @property
+    def _default_domain(self) -> str | None:
+        domains = self.config.domains
+        if self.domain in domains:
+            return self.domain
+        return domains[0] if len(domains) == 1 else None
+
+    def processing(self, domain: str | None = None, series_uid: str | None = None) -> tuple[Any, Any]:
+        """(preprocessing, postprocessing) ``Compose`` pair for inputs of ``domain`` (the domain picks the source
+        normalisation); ``series_uid`` restricts a DICOM folder to that series."""
+        if series_uid is None and domain in self._processing:
+            return self._processing[domain]
+        rules = self.dicom_rules if series_uid is None else {"SeriesInstanceUID": f"^{re.escape(series_uid)}$"}
+        pre = self.config.preprocessing(divisor=int(getattr(self.network, "divisor", 1)), dicom_rules=rules,
+                                        domain=domain)
+        pair = (pre, self.config.postprocessing(pre))
+        if series_uid is None:
+            self._processing[domain] = pair
+        return pair
+
+    def input_domain(self, path: str | os.PathLike, domain: str | None = None,
+                     series_uid: str | None = None) -> str | None:
+        """The source domain ``path`` is translated as (None for a model without domains).
+
+        ``domain`` (else the predictor's) when given; else, for a DICOM folder of a model with domains, the domain
+        its series header shows (:func:`~drdd_med.io.domain.domain_of_header`); else the model's only domain.
+
+        Raises:
+            ValueError: the domain is unknown, the model lacks it, the header does not settle it
+                (``DomainError``), or a NIfTI input to a model of several domains names none; the message starts
+                with the path.
+        """
+        path = Path(path)
+        domain = domain or self.domain
+        if domain is None and self.config.domains and path.is_dir():
+            from drdd_med.io.dicom_series import find_series, select_series
+            from drdd_med.io.domain import domain_of_header
+
+            series = find_series(path)
+            header = series[select_series(series, self.dicom_rules, series_uid, folder=path)][0]
+            domain = domain_of_header(header, header.filename)
+            return self.config.resolve_domain(domain, f"{path}: the header of {Path(header.filename).name} shows "
+                                                      f"{domain}")
+        return self.config.resolve_domain(domain, path)
+
+    def _sample(self, source: torch.Tensor, domain: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, Cs, X, Y, Z) source in [-1, 1] -> (mean, std or None), (1, Ct, X, Y, Z) in [-1, 1] units."""
+        label = self.config.domain_label(domain)
+        extra = {} if label is None else {"domain": label.to(self.device)}
         with torch.no_grad():
-            out = self.inferer(source.to(self.device), self.network)
+            out = self.inferer(source.to(self.device), self.network, **extra)
         mean, std = out if isinstance(out, tuple) else (out, None)
         return mean.float().cpu(), None if std is None else std.float().cpu()
 
-    def predict(self, path: str | os.PathLike, series_uid: str | None = None) -> SCTResult:
+    def predict(self, path: str | os.PathLike, series_uid: str | None = None, domain: str | None = None) -> SCTResult:
         """Translate one volume.
 
         Args:
             path: NIfTI file or DICOM series folder.
             series_uid: for a folder with several series, the SeriesInstanceUID to translate.
+            domain: its source domain (None: the predictor's, else :meth:`input_domain` decides).
 
         Returns:
             :class:`SCTResult` with the sCT in HU on the source's native grid.
 
         Raises:
-            ValueError: the input is missing, unreadable or refused by ``drdd_med.io.input_checks`` (docs/inputs.md);
-                the message starts with the path.
+            ValueError: the input is missing, unreadable or refused by ``drdd_med.io.input_checks`` (docs/inputs.md),
+                or of a source domain the model cannot translate; the message starts with the path.
         """
         from monai.data import MetaTensor
         from monai.transforms import Invertd
 
+        from drdd_med.io.dicom_series import SOURCE_SERIES_UID_KEY, load_series_datasets
         from drdd_med.io.input_checks import load_source
 
         path = Path(path)
         self._check_input(path)
-        preprocessing, postprocessing = self.preprocessing, self.postprocessing
-        if series_uid is not None:
-            preprocessing = self.config.preprocessing(divisor=int(getattr(self.network, "divisor", 1)),
-                                                      dicom_rules={"SeriesInstanceUID": f"^{re.escape(series_uid)}$"})
-            postprocessing = self.config.postprocessing(preprocessing)
-        data = load_source(path, preprocessing, self.config.source_modality, self.config.source_channels)
+        domain = self.input_domain(path, domain, series_uid)
+        preprocessing, postprocessing = self.processing(domain, series_uid)
+        data = load_source(path, preprocessing, self.config.modality_for(domain), self.config.source_channels)
         source = data[keys.IMAGE]
-        mean, std = self._sample(source.as_tensor()[None].float())
+        mean, std = self._sample(source.as_tensor()[None].float(), domain)
         data[keys.PRED] = MetaTensor(mean[0], meta=dict(source.meta))
         if std is not None:
             a_min, a_max = self.config.hu_window
@@ -223,23 +309,14 @@ class SCTPredictor:
         std_hu = None if std is None else MetaTensor(data[keys.STD].as_tensor().float(), meta=data[keys.STD].meta)
         datasets, uid_seed = None, None
         if path.is_dir():
-            datasets = self._source_headers(path, str(source.meta.get("source_series_uid", series_uid or "")))
+            datasets = load_series_datasets(path, str(source.meta[SOURCE_SERIES_UID_KEY]))
             uid_seed = str(datasets[0].SeriesInstanceUID)
         else:
             uid_seed = f"nifti-sha256-{_file_digest(path)}"
         affine = np.asarray(hu.affine, dtype=np.float64)
-        logger.info("translated %s: shape %s", path.name, tuple(hu.shape[1:]))
-        return SCTResult(hu=hu, std_hu=std_hu, source_datasets=datasets, affine=affine, source=path, uid_seed=uid_seed)
-
-    @staticmethod
-    def _source_headers(folder: Path, series_uid: str) -> list[Any]:
-        """Headers (no pixel data) of the series that was read, sorted like the volume's k axis."""
-        from drdd_med.io.dicom_series import find_series, sort_series
-
-        series = find_series(folder)
-        if series_uid not in series:
-            raise ValueError(f"{folder}: series {series_uid} disappeared while it was being translated.")
-        return sort_series(series[series_uid], name=str(folder))
+        logger.info("translated %s%s: shape %s", path.name, f" ({domain})" if domain else "", tuple(hu.shape[1:]))
+        return SCTResult(hu=hu, std_hu=std_hu, source_datasets=datasets, affine=affine, source=path, uid_seed=uid_seed,
+                         domain=domain)
 
     # ------------------------------------------------------------------ outputs
     def save_nifti(self, result: SCTResult, out_dir: str | os.PathLike, stem: str) -> list[Path]:
@@ -260,6 +337,25 @@ class SCTPredictor:
             paths.append(save_nifti(out_dir / f"{stem}{STD_SUFFIX}", std, result.affine, np.float32))
         return paths
 
+    def translate(self, path: str | os.PathLike, out_dir: str | os.PathLike, stem: str | None = None,
+                  series_uid: str | None = None, domain: str | None = None) -> list[Path]:
+        """:meth:`predict` one input and :meth:`save_nifti` it as ``<out_dir>/<stem>_sct.nii.gz`` (and the std map).
+
+        Args:
+            path: NIfTI file or DICOM series folder.
+            out_dir: output folder (created).
+            stem: output name stem (None: :func:`input_stem` of ``path``).
+            series_uid: as in :meth:`predict`.
+            domain: as in :meth:`predict`.
+
+        Returns:
+            The written paths (sCT first).
+        """
+        result = self.predict(path, series_uid=series_uid, domain=domain)
+        paths = self.save_nifti(result, out_dir, stem or input_stem(path))
+        logger.info("wrote %s", ", ".join(str(p) for p in paths))
+        return paths
+
     def save_dicom(self, result: SCTResult, out_dir: str | os.PathLike, **writer_options: Any) -> list[Path]:
         """Write the sCT as a CT Image Storage series into ``out_dir`` (replaced as a whole, atomically).
 
@@ -278,11 +374,12 @@ class SCTPredictor:
 
         config = self.config
         r, n = self.steps
+        source = config.modality_for(result.domain) + (f" ({result.domain})" if result.domain else "")
         if config.method == "regression":
-            description = (f"Synthetic CT from {config.source_modality} by direct regression {config.mode} "
+            description = (f"Synthetic CT from {source} by direct regression {config.mode} "
                            f"({config.preset}), one network evaluation")
         else:
-            description = (f"Synthetic CT from {config.source_modality} by DRDD {config.mode} ({config.preset}), "
+            description = (f"Synthetic CT from {source} by DRDD {config.mode} ({config.preset}), "
                            f"{r}+{n} steps, noise level {config.noise_level:g}, {self.num_samples} sample(s)")
         writer_options.setdefault("derivation_description", description)
         return write_sct_series(result.hu[0].numpy(), result.affine, out_dir, result.source_datasets,

@@ -1,10 +1,11 @@
 """Staged training for the bundle: resumable stage checkpoints, skip-when-complete, EMA model, final export.
 
 Each stage (``noise``, ``residual``, or ``joint`` for DRDD; ``regression`` for the direct-regression method) is a
-stock MONAI trainer plus a :class:`StageCheckpoint` handler that writes ``<model_dir>/<stage>_checkpoint.pt``
-atomically every ``interval`` iterations and at the end. The file holds the stage's network, optimizer, LR
-scheduler and EMA state dicts plus the trainer's iteration: tensors and plain Python types only, so it loads with
-``torch.load(weights_only=True)``.
+stock MONAI trainer whose networks train through :class:`NetworkTraining` (Adam, warm-up + cosine LR, EMA), plus a
+:class:`StageCheckpoint`, Ignite's ``Checkpoint`` writing ``<model_dir>/<stage>_checkpoint.pt`` every ``interval``
+iterations and at the end. The file holds the stage's network, optimizer, LR scheduler and EMA state dicts plus
+the trainer's ``state_dict`` (iteration, epoch length, epochs): tensors and plain Python types only, so it loads
+with ``torch.load(weights_only=True)``.
 
 :func:`run_stage` loads that checkpoint before running the trainer:
 
@@ -20,9 +21,9 @@ inference needs.
 
 Example (what ``train.json`` wires up)::
 
-    ckpt = StageCheckpoint("models/noise_checkpoint.pt", {"noise_net": net.noise_net, "noise_optimizer": opt,
-                                                           "noise_ema": ema}, interval=100)
-    trainer = SupervisedTrainer(..., train_handlers=[EMAHandler(ema, 1, network=net.noise_net)])
+    optim = NetworkTraining("noise", net.noise_net, ModelEMA(net.noise_net, decay=0.99), iterations=1600)
+    ckpt = StageCheckpoint("models/noise_checkpoint.pt", optim.save_dict, interval=100)
+    trainer = SupervisedTrainer(..., optimizer=optim.optimizer, train_handlers=[optim])
     run_stage("noise", trainer, ckpt)  # attaches ckpt, resumes or skips, runs
     export_model(model_config, "models", ["models/noise_checkpoint.pt", "models/residual_checkpoint.pt"])
 """
@@ -31,24 +32,29 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import torch
+from ignite.engine import Events
+from ignite.handlers import Checkpoint
+from monai.handlers import LrScheduleHandler
+from monai.optimizers import WarmupCosineSchedule
 from torch import nn
 
 from drdd_med.engines.ema import ModelEMA
-from drdd_med.networks.drdd_net import NOISE, RESIDUAL, DRDDNet
+from drdd_med.io.atomic import atomic_file
+from drdd_med.networks.drdd_net import NOISE, RESIDUAL, DRDDNet, unwrap
 from drdd_med.networks.regression import RegressionNet
 
-__all__ = ["StageCheckpoint", "run_stage", "ema_network", "export_model", "role_networks", "require_method",
-           "is_rank0", "TRAINER_KEY", "ROLES", "REGRESSION"]
+__all__ = ["NetworkTraining", "StageCheckpoint", "run_stage", "ema_network", "export_model", "role_networks",
+           "require_method", "is_rank0", "TRAINER_KEY", "ROLES", "REGRESSION"]
 
 logger = logging.getLogger(__name__)
 
-#: Key of the trainer's progress (``{"iteration", "epoch_length", "max_epochs"}``) in a stage checkpoint.
+#: Key of the trainer's ``state_dict`` (``{"epoch_length", "iteration", "max_epochs"}``) in a stage checkpoint.
 TRAINER_KEY = "trainer"
 #: The two networks of a DRDDNet; a checkpoint stores ``<role>_net``, ``<role>_ema``, ``<role>_optimizer``, ...
 ROLES = (NOISE, RESIDUAL)
@@ -57,19 +63,14 @@ REGRESSION = "regression"
 
 
 def is_rank0() -> bool:
-    """True unless this is a non-zero rank of an initialised ``torch.distributed`` process group."""
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()
-                and torch.distributed.get_rank() > 0)
-
-
-def _unwrap(network: nn.Module) -> nn.Module:
-    return network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
+    """True unless this is a non-zero rank of a distributed run."""
+    return idist.get_rank() == 0
 
 
 def role_networks(network: nn.Module) -> dict[str, nn.Module]:
     """The networks a model's stage checkpoints train, by role: ``noise`` and ``residual`` of a DRDDNet, or
     ``regression`` (the whole network) of a RegressionNet."""
-    net = _unwrap(network)
+    net = unwrap(network)
     if isinstance(net, RegressionNet):
         return {REGRESSION: net}
     return {role: getattr(net, f"{role}_net") for role in ROLES}
@@ -86,66 +87,51 @@ def require_method(configured: str, method: str, run_id: str) -> None:
                          f"--method {method}.")
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files; checkpoints are shared like any other output
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+class StageCheckpoint(Checkpoint):
+    """The resumable checkpoint of one training stage: Ignite's ``Checkpoint`` keeping one file, ``path``.
 
-
-class StageCheckpoint:
-    """Ignite handler: the resumable checkpoint of one training stage.
+    Ignite collects the state dicts (unwrapping DDP) and decides when a save is new (iteration as priority, one file
+    kept). The file is written on rank 0 by :func:`~drdd_med.io.atomic.atomic_file` rather than Ignite's
+    ``DiskSaver``: for a fixed file name ``Checkpoint`` calls a save handler's ``remove`` on the previous file
+    before writing the next one, which leaves no checkpoint if the process is killed in between, and
+    ``DiskSaver``'s modes ignore the umask, unlike every other output.
 
     Args:
         path: checkpoint file, e.g. ``<model_dir>/noise_checkpoint.pt``.
         save_dict: name -> object with ``state_dict`` / ``load_state_dict`` (networks, optimizers, LR schedulers,
-            :class:`~drdd_med.engines.ema.ModelEMA`). The attached trainer's progress is added as ``"trainer"``.
+            ``ModelEMA.ema_model``). The attached trainer is added as ``"trainer"``.
         interval: save every this many iterations (and always when the stage completes).
         stage: stage name for log messages (default: the file name without ``_checkpoint.pt``).
-
-    Only rank 0 writes (``torch.distributed``); every rank can load.
     """
 
     def __init__(self, path: str | os.PathLike, save_dict: Mapping[str, Any], interval: int = 100,
                  stage: str | None = None) -> None:
         if int(interval) < 1:
             raise ValueError(f"checkpoint interval must be >= 1 iteration, got {interval}.")
-        if TRAINER_KEY in save_dict:
-            raise ValueError(f"save_dict must not use the key {TRAINER_KEY!r}; the trainer is added on attach.")
+        if not save_dict or TRAINER_KEY in save_dict:
+            raise ValueError(f"save_dict must name the objects to save, without the key {TRAINER_KEY!r} (the trainer "
+                             f"is added on attach); got {sorted(save_dict)}.")
         self.path = Path(path)
         self.save_dict = dict(save_dict)
         self.interval = int(interval)
         self.stage = stage or self.path.name.replace("_checkpoint.pt", "")
         self.engine: Any = None
+        super().__init__(self.save_dict, self._write, filename_pattern=self.path.name)
+
+    def _write(self, checkpoint: Mapping[str, Any], filename: str, metadata: Any = None) -> None:
+        if is_rank0():
+            with atomic_file(self.path) as tmp:
+                torch.save(checkpoint, tmp)
+            logger.debug("saved %s checkpoint at iteration %d to %s", self.stage, metadata["priority"], self.path)
 
     def attach(self, engine: Any) -> None:
         """Save every ``interval`` iterations and on completion (attaching twice to one engine is a no-op)."""
-        from ignite.engine import Events
-
         if self.engine is engine:
             return
         self.engine = engine
-        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.save)
-        engine.add_event_handler(Events.COMPLETED, self.save)
-
-    def __call__(self, engine: Any) -> None:
-        self.save(engine)
-
-    def save(self, engine: Any) -> None:
-        """Write the checkpoint atomically (temporary file, then rename); a no-op on ranks > 0."""
-        if not is_rank0():
-            return
-        state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
-        state[TRAINER_KEY] = {"iteration": int(engine.state.iteration), "epoch_length": int(engine.state.epoch_length),
-                              "max_epochs": int(engine.state.max_epochs)}
-        _atomic_save(state, self.path)
-        logger.debug("saved %s checkpoint at iteration %d to %s", self.stage, engine.state.iteration, self.path)
+        self.to_save = {**self.save_dict, TRAINER_KEY: engine}
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self)
+        engine.add_event_handler(Events.COMPLETED, self)
 
     def read(self) -> dict[str, Any] | None:
         """The checkpoint's content (``weights_only=True``), or None when there is none yet.
@@ -164,8 +150,9 @@ class StageCheckpoint:
     def load(self, engine: Any = None, names: Sequence[str] | None = None) -> int:
         """Load the saved objects (all, or ``names``) and, with ``engine``, its iteration; return that iteration.
 
-        The engine keeps its configured ``max_epochs`` and ``epoch_length``; only the iteration (and the epoch
-        derived from it) comes from the checkpoint. Returns 0 when there is no checkpoint.
+        The engine keeps its configured ``max_epochs`` and ``epoch_length`` (so that more epochs continue a finished
+        stage); only the iteration (and the epoch derived from it) comes from the checkpoint. Returns 0 when there
+        is no checkpoint.
 
         Raises:
             ValueError: the checkpoint does not match the configured objects (other network size, mode, ...).
@@ -173,16 +160,17 @@ class StageCheckpoint:
         state = self.read()
         if state is None:
             return 0
-        for name in names if names is not None else self.save_dict:
-            if name not in state:
-                raise ValueError(f"{self.path}: no {name!r} in the {self.stage} checkpoint (it has {sorted(state)}); "
-                                 "delete it to retrain this stage.")
-            try:
-                self.save_dict[name].load_state_dict(state[name])
-            except (RuntimeError, ValueError, KeyError) as exc:
-                raise ValueError(f"{self.path}: {name!r} does not match the configured one (network preset, mode or "
-                                 f"optimizer changed?): {str(exc).splitlines()[0]}. Use the original settings, or "
-                                 "delete the file to retrain this stage.") from exc
+        to_load = {name: self.save_dict[name] for name in (self.save_dict if names is None else names)}
+        missing = [name for name in to_load if name not in state]
+        if missing:
+            raise ValueError(f"{self.path}: no {missing} in the {self.stage} checkpoint (it has {sorted(state)}); "
+                             "delete it to retrain this stage.")
+        try:
+            Checkpoint.load_objects(to_load, state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{self.path}: the {self.stage} checkpoint does not match the configured objects "
+                             f"(network preset, mode or optimizer changed?): {' '.join(str(exc).split())[:300]}. Use "
+                             "the original settings, or delete the file to retrain this stage.") from exc
         iteration = int(state.get(TRAINER_KEY, {}).get("iteration", 0))
         if engine is not None:
             engine.state.iteration = iteration
@@ -196,6 +184,36 @@ class StageCheckpoint:
         if iteration:
             logger.info("loaded the %s stage's weights (iteration %d) from %s", self.stage, iteration, self.path)
         return iteration
+
+
+class NetworkTraining:
+    """How one network trains in a stage: Adam, MONAI's ``WarmupCosineSchedule`` stepped every iteration, its EMA.
+
+    Attached as a train handler, it steps the schedule and then the EMA. ``save_dict`` names the parts for the stage
+    checkpoint: ``<role>_net``, ``<role>_optimizer``, ``<role>_lr_scheduler``, ``<role>_ema``. A stage that trains
+    two networks (the joint stage) has one of these per network.
+
+    Args:
+        role: checkpoint name prefix: ``noise``, ``residual`` or ``regression``.
+        network: the network to train (its parameters go to the optimizer).
+        ema: the network's :class:`~drdd_med.engines.ema.ModelEMA`, shared by the stages that train it.
+        iterations: the stage's length, the schedule's ``t_total``.
+        learning_rate: Adam's learning rate after warm-up.
+        warmup_iterations: iterations of linear warm-up.
+    """
+
+    def __init__(self, role: str, network: nn.Module, ema: ModelEMA, iterations: int, learning_rate: float = 1e-3,
+                 warmup_iterations: int = 0) -> None:
+        self.optimizer = torch.optim.Adam(network.parameters(), lr=float(learning_rate))
+        self.lr_scheduler = WarmupCosineSchedule(self.optimizer, warmup_steps=int(warmup_iterations),
+                                                 t_total=int(iterations))
+        self.ema = ema
+        self.save_dict = {f"{role}_net": network, f"{role}_optimizer": self.optimizer,
+                          f"{role}_lr_scheduler": self.lr_scheduler, f"{role}_ema": ema.ema_model}
+
+    def attach(self, engine: Any) -> None:
+        LrScheduleHandler(self.lr_scheduler, epoch_level=False, print_lr=False).attach(engine)
+        self.ema.attach(engine)
 
 
 def run_stage(stage: str, trainer: Any, checkpoint: StageCheckpoint) -> int:
@@ -234,8 +252,8 @@ def ema_network(network: nn.Module, noise_ema: ModelEMA, residual_ema: ModelEMA)
         noise_ema: EMA of ``network.noise_net``.
         residual_ema: EMA of ``network.residual_net``.
     """
-    net = _unwrap(network)
-    ema = DRDDNet(residual_ema.ema_model, noise_ema.ema_model, noise_conditioned=net.noise_conditioned,
+    net = unwrap(network)
+    ema = DRDDNet(residual_ema.ema_model.module, noise_ema.ema_model.module, noise_conditioned=net.noise_conditioned,
                   noise_level=float(net.noise_level), divisor=net.divisor, source_channels=net.source_channels,
                   target_channels=net.target_channels)
     return ema.to(net.noise_level.device).eval()
@@ -260,7 +278,7 @@ def export_model(model_config: Any, model_dir: str | os.PathLike, checkpoints: S
         The weights path (None on ranks > 0).
 
     Raises:
-        ValueError: none of the checkpoints exists.
+        ValueError: none of the checkpoints exists, or one is unreadable or does not fit the configured network.
     """
     if not is_rank0():
         return None
@@ -268,16 +286,16 @@ def export_model(model_config: Any, model_dir: str | os.PathLike, checkpoints: S
     roles = role_networks(network)
     trained: dict[str, Path] = {}
     for file in map(Path, checkpoints):
-        if not file.is_file():
+        emas = {f"{role}_ema": ModelEMA(module).ema_model for role, module in roles.items()}
+        checkpoint = StageCheckpoint(file, emas)
+        state = checkpoint.read()
+        if state is None:
             continue
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        checkpoint.load(names=[name for name in checkpoint.save_dict if name in state])
         for role, module in roles.items():
-            if f"{role}_ema" not in state:
-                continue
-            ema = ModelEMA(module)
-            ema.load_state_dict(state[f"{role}_ema"])
-            if int(ema.num_updates) > 0:
-                module.load_state_dict(ema.ema_model.state_dict())
+            ema = emas[f"{role}_ema"]
+            if int(ema.n_averaged) > 0:
+                module.load_state_dict(ema.module.state_dict())
                 trained[role] = file
     if not trained:
         raise ValueError(f"none of {[str(c) for c in checkpoints]} holds trained weights for a {model_config.method} "
@@ -289,7 +307,8 @@ def export_model(model_config: Any, model_dir: str | os.PathLike, checkpoints: S
                            role, role)
     model_dir = Path(model_dir)
     weights = model_dir / weights_name
-    _atomic_save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
+    with atomic_file(weights) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, tmp)
     model_config.save(model_dir / "model_config.json")
     logger.info("exported %s (%s) and model_config.json", weights,
                 ", ".join(f"{role} from {path.name}" for role, path in trained.items()))

@@ -1,4 +1,4 @@
-"""3D Slicer scripted module: synthetic CT from an MR volume with drdd_med.
+"""3D Slicer scripted module: synthetic CT from an MR or CBCT volume with drdd_med.
 
 The module is a thin shell: inference runs in a subprocess (``drdd-med translate``), never in the GUI thread, and all
 testable logic lives in :mod:`drdd_med.slicer_support`. drdd_med must be importable from Slicer's Python
@@ -25,6 +25,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from drdd_med.data.domains import DOMAINS
 from drdd_med.slicer_support import (
     TranslateProcess,
     build_translate_command,
@@ -53,14 +54,16 @@ class DRDDSynthCT(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["drdd_med developers"]
         self.parent.helpText = (
-            "Computes a synthetic CT from an MR volume with a drdd_med model bundle (decoupled residual denoising "
-            "diffusion). The result is synthetic and NOT FOR DIAGNOSTIC USE."
+            "Computes a synthetic CT from an MR or CBCT volume with a drdd_med model bundle (decoupled residual "
+            "denoising diffusion). For a model trained on several source domains, choose the input's domain. The "
+            "result is synthetic and NOT FOR DIAGNOSTIC USE."
         )
         self.parent.acknowledgementText = "Built on MONAI and 3D Slicer."
 
 
 class DRDDSynthCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """GUI built in code: input, bundle, device, steps, samples, interpreter; Apply / Cancel; progress."""
+    """GUI built in code: input, bundle, source domain, device, steps, samples, interpreter; Apply / Cancel;
+    progress."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -79,7 +82,12 @@ class DRDDSynthCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.inputSelector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
         self.inputSelector.noneEnabled = False
         self.inputSelector.setMRMLScene(slicer.mrmlScene)
-        form.addRow("Input MR volume:", self.inputSelector)
+        form.addRow("Input volume:", self.inputSelector)
+        self.domainCombo = qt.QComboBox()
+        self.domainCombo.addItems(["model's only domain", *DOMAINS])
+        self.domainCombo.toolTip = ("Source domain of the input (T1w MR, T2w MR, CBCT), needed for a model trained on "
+                                    "several.")
+        form.addRow("Source domain:", self.domainCombo)
         self.bundleEdit = ctk.ctkPathLineEdit()
         self.bundleEdit.filters = ctk.ctkPathLineEdit.Dirs
         form.addRow("Model bundle:", self.bundleEdit)
@@ -127,7 +135,8 @@ class DRDDSynthCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logView.clear()
             self.logic.start(self.inputSelector.currentNode(), self.bundleEdit.currentPath,
                              device=self.deviceCombo.currentText, steps=self.stepsEdit.text or None,
-                             samples=self.samplesSpin.value, python=self.pythonEdit.currentPath or None)
+                             samples=self.samplesSpin.value, python=self.pythonEdit.currentPath or None,
+                             domain=self.domainCombo.currentText if self.domainCombo.currentIndex > 0 else None)
             self.applyButton.enabled, self.cancelButton.enabled = False, True
             self.timer.start()
 
@@ -172,11 +181,12 @@ class DRDDSynthCTLogic(ScriptedLoadableModuleLogic):
         """Interpreter for the CLI: the given one, else Slicer's ``PythonSlicer``, else ``sys.executable``."""
         return python or shutil.which("PythonSlicer") or sys.executable
 
-    def buildCommand(self, inputPath, bundleDir, outDir, device="auto", steps=None, samples=None, python=None):
+    def buildCommand(self, inputPath, bundleDir, outDir, device="auto", steps=None, samples=None, python=None,
+                     domain=None):
         return build_translate_command(inputPath, bundleDir, outDir, device=device, steps=steps, samples=samples,
-                                       python=self.pythonExecutable(python))
+                                       python=self.pythonExecutable(python), domain=domain)
 
-    def prepare(self, inputNode, bundleDir, device="auto", steps=None, samples=None, python=None):
+    def prepare(self, inputNode, bundleDir, device="auto", steps=None, samples=None, python=None, domain=None):
         """Write ``inputNode`` to a new work folder; return the command that translates it."""
         if inputNode is None:
             raise ValueError("Select an input volume.")
@@ -187,7 +197,7 @@ class DRDDSynthCTLogic(ScriptedLoadableModuleLogic):
         if not slicer.util.saveNode(inputNode, str(self.paths.input_path)):
             raise RuntimeError(f"Could not write the input volume to {self.paths.input_path}.")
         return self.buildCommand(self.paths.input_path, bundleDir, self.paths.out_dir, device, steps, samples,
-                                 python)
+                                 python, domain)
 
     def launch(self, command, env=None):
         """Start ``command`` as the running translate process."""
@@ -196,8 +206,8 @@ class DRDDSynthCTLogic(ScriptedLoadableModuleLogic):
         self.process.start()
         return self.process
 
-    def start(self, inputNode, bundleDir, device="auto", steps=None, samples=None, python=None):
-        command = self.prepare(inputNode, bundleDir, device, steps, samples, python)
+    def start(self, inputNode, bundleDir, device="auto", steps=None, samples=None, python=None, domain=None):
+        command = self.prepare(inputNode, bundleDir, device, steps, samples, python, domain)
         logging.info("Running: %s", " ".join(command))
         return self.launch(command, env=translate_environment(device))
 
@@ -241,9 +251,9 @@ class DRDDSynthCTLogic(ScriptedLoadableModuleLogic):
             self.paths = None
 
     def process_volume(self, inputNode, bundleDir, device="auto", steps=None, samples=None, python=None,
-                       timeout_s=None):
+                       timeout_s=None, domain=None):
         """Synchronous run for scripting: start, stream the log, load and return the synthetic CT node."""
-        self.start(inputNode, bundleDir, device, steps, samples, python)
+        self.start(inputNode, bundleDir, device, steps, samples, python, domain)
         begin = time.monotonic()
         while True:
             state, lines = self.poll()

@@ -34,7 +34,8 @@ def test_bundle_has_the_model_zoo_files():
                     "train#dataset", "train#inferer", "train#handlers", "validate#evaluator", "validate#dataset",
                     "validate#inferer", "val_interval", "noise#trainer", "joint#trainer", "output_dir", "datalist"]),
     ("inference.json", ["bundle_root", "device", "dataset_dir", "dataset", "evaluator", "network_def", "inferer",
-                        "preprocessing", "postprocessing", "handlers", "datalist", "output_dir", "input"]),
+                        "preprocessing", "postprocessing", "datalist", "output_dir", "input", "model_dir",
+                        "residual_steps", "noise_steps", "num_samples", "seed", "precision", "threads"]),
     ("evaluate.json", ["bundle_root", "device", "dataset_dir", "datalist", "output_dir", "split", "run"]),
 ])
 def test_standard_ids_are_present(name, ids):
@@ -48,9 +49,7 @@ def test_run_ids_of_train_json():
     assert parser["training"] == "%run"
     for run_id in ("run", "train_noise", "train_residual", "train_joint"):
         assert isinstance(parser[run_id], list) and parser[run_id], run_id
-    assert "run_stage('noise'" in parser["run"][0] and "run_stage('residual'" in parser["run"][1]
-    assert all("run_stage('residual'" not in e for e in parser["train_noise"])
-    assert "@noise#checkpoint.load_weights()" in parser["train_residual"][0]
+    # what each run id trains is checked by running them: tests/integration/test_bundle_train.py
 
 
 def test_documented_overrides_are_top_level_ids():

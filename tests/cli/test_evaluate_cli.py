@@ -51,3 +51,11 @@ def test_evaluate_without_trained_bundle_exits_2(tmp_path, capsys, setup):
     code = main(["evaluate", "--spec", str(spec), "--split", "training", "--bundle", str(tmp_path / "none"),
                  "--out", str(tmp_path)])
     assert code == 2 and "Train the bundle first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "problem"), [(["--samples", "0"], "expected an integer >= 1"),
+                                                 (["--steps", "0,2"], "the residual stage needs at least one step")])
+def test_evaluate_refuses_bad_sampling_options_before_loading(tmp_path, capsys, option, problem):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--spec", str(tmp_path / "none.json"), "--out", str(tmp_path), *option])
+    assert exc.value.code == 2 and problem in capsys.readouterr().err

@@ -145,6 +145,11 @@ def test_missing_model_and_bad_options_exit_2(tmp_path, capsys, inputs):
     with pytest.raises(SystemExit) as exc:
         main(["translate", str(inputs["nifti"]), "--out", str(tmp_path), "--steps", "two"])
     assert exc.value.code == 2 and "--steps 'two'" in capsys.readouterr().err
+    for steps, problem in (("0,4", "residual_steps=0: the residual stage needs at least one step"),
+                           ("2,-1", "noise_steps=-1")):
+        with pytest.raises(SystemExit) as exc:
+            main(["translate", str(inputs["nifti"]), "--out", str(tmp_path), "--steps", steps])
+        assert exc.value.code == 2 and f"--steps '{steps}': {problem}" in capsys.readouterr().err
 
 
 def test_help_has_examples(capsys):

@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+
+import scipy
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from drdd_med.data.phantom import TISSUE_INDEX, TISSUES, make_phantom_pair, phantom_spec, write_phantom_dataset
+from drdd_med.data.phantom import (
+    TISSUE_INDEX, TISSUES, make_phantom_ct, make_phantom_pair, phantom_spec, write_phantom_dataset,
+)
 from drdd_med.data.phantom.ct import synthesize_ct
 from drdd_med.data.phantom.generate import DEFAULT_SHAPE, DEFAULT_SPACING_MM
 from drdd_med.data.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = {"shape": (48, 48, 24), "spacing_mm": (4.4, 4.4, 7.0)}
-TINY = {"shape": (24, 24, 12), "spacing_mm": (8.8, 8.8, 14.0)}
 
 
 @pytest.fixture(scope="module")
-def subject():
-    return make_phantom_pair(11, **SMALL)
+def subject(small_grid):
+    return make_phantom_pair(11, **small_grid)
 
 
-def test_phantom_is_deterministic_per_seed(subject):
-    again = make_phantom_pair(11, **SMALL)
+def test_phantom_is_deterministic_per_seed(subject, small_grid):
+    again = make_phantom_pair(11, **small_grid)
     for a, b in zip(subject[:3], again[:3]):
         assert a.dtype == np.float32 and a.shape == (48, 48, 24)
         assert a.tobytes() == b.tobytes()
-    other = make_phantom_pair(12, **SMALL)
+    other = make_phantom_pair(12, **small_grid)
     assert not np.array_equal(subject[1], other[1])
 
 
@@ -75,9 +78,9 @@ def test_phantom_ct_and_mr_contrast(subject):
     assert max(abs(v) for v in params["misregistration_translation_mm"]) <= 1.5
 
 
-def test_write_phantom_dataset_is_atomic_idempotent_and_split_by_subject(tmp_path):
+def test_write_phantom_dataset_is_atomic_idempotent_and_split_by_subject(tmp_path, tiny_grid):
     out = tmp_path / "phantom"
-    spec_path = write_phantom_dataset(out, subjects=3, unpaired=2, seed=5, **TINY)
+    spec_path = write_phantom_dataset(out, subjects=3, unpaired=2, seed=5, **tiny_grid)
     assert spec_path == out / "phantom.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["phantom"]  # no temporary folder left
     spec = load_spec(spec_path)
@@ -85,23 +88,23 @@ def test_write_phantom_dataset_is_atomic_idempotent_and_split_by_subject(tmp_pat
     assert [len(v) for v in ids.values()] == [1, 1, 1] and len(set(sum(ids.values(), []))) == 3
     assert len(spec.items("unpaired_target")) == 2 and len(spec.target_items()) == 3
     ct = nib.load(spec.items("training")[0]["target"])
-    assert ct.get_data_dtype() == np.int16 and ct.shape == TINY["shape"]
-    np.testing.assert_allclose(np.diag(ct.affine)[:3], TINY["spacing_mm"], rtol=1e-6)
-    mr, ct_arr, _, _ = make_phantom_pair([5, 0], **TINY)
+    assert ct.get_data_dtype() == np.int16 and ct.shape == tiny_grid["shape"]
+    np.testing.assert_allclose(np.diag(ct.affine)[:3], tiny_grid["spacing_mm"], rtol=1e-6)
+    mr, ct_arr, _, _ = make_phantom_pair([5, 0], **tiny_grid)
     np.testing.assert_array_equal(np.asarray(ct.dataobj), ct_arr)
     stamp = spec_path.stat().st_mtime_ns
-    assert write_phantom_dataset(out, subjects=3, unpaired=2, seed=5, **TINY) == spec_path
+    assert write_phantom_dataset(out, subjects=3, unpaired=2, seed=5, **tiny_grid) == spec_path
     assert spec_path.stat().st_mtime_ns == stamp  # reused, not regenerated
     with pytest.raises(ValueError, match="not a complete phantom made with seed=6"):
-        write_phantom_dataset(out, subjects=3, unpaired=2, seed=6, **TINY)
-    write_phantom_dataset(out, subjects=3, unpaired=1, seed=6, force=True, **TINY)
+        write_phantom_dataset(out, subjects=3, unpaired=2, seed=6, **tiny_grid)
+    write_phantom_dataset(out, subjects=3, unpaired=1, seed=6, force=True, **tiny_grid)
     assert json.loads(spec_path.read_text())["generator"]["seed"] == 6
     assert not (out / "unpaired" / "u001").exists()
     foreign = tmp_path / "other"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("user data")
     with pytest.raises(ValueError, match="only phantom folders are replaced"):
-        write_phantom_dataset(foreign, subjects=3, unpaired=0, force=True, **TINY)
+        write_phantom_dataset(foreign, subjects=3, unpaired=0, force=True, **tiny_grid)
     assert (foreign / "keep.txt").exists()
 
 
@@ -110,3 +113,30 @@ def test_committed_phantom_spec_matches_the_generator_defaults():
     expected = phantom_spec(12, 16, 0, DEFAULT_SHAPE, DEFAULT_SPACING_MM, prefix="../bundles/drdd/data/phantom/")
     committed.pop("description"), expected.pop("description")
     assert committed == expected
+
+
+#: sha256 of the default subject [0, 0] (mr, ct, mask, labels, params) and of the first CT-only subject, recorded
+#: from the quick-start generator before the phantom gained domains and variation presets. Floating-point results
+#: may differ between numpy / scipy releases, so the check runs on the releases it was recorded with.
+DEFAULT_SUBJECT_SHA256 = "acc24402a81ecc39ba72334bbacf7ce2b079b08fbf4ef564742882405aedd7a9"
+DEFAULT_UNPAIRED_SHA256 = "61be02929aed7ca38e780f5edf959d1030a3f72a0033be6cf983d1eb5751d03a"
+RECORDED_WITH = {"numpy": "2.4", "scipy": "1.17"}
+
+
+def _sha256(*arrays: np.ndarray, params: dict | None = None) -> str:
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(np.ascontiguousarray(a).tobytes())
+    if params is not None:
+        digest.update(json.dumps(params, sort_keys=True, default=lambda a: np.asarray(a).tolist()).encode())
+    return digest.hexdigest()
+
+
+@pytest.mark.skipif(not (np.__version__.startswith(RECORDED_WITH["numpy"] + ".")
+                         and scipy.__version__.startswith(RECORDED_WITH["scipy"] + ".")),
+                    reason=f"default-phantom hashes were recorded with numpy/scipy {RECORDED_WITH}")
+def test_default_generation_is_unchanged():
+    mr, ct, mask, meta = make_phantom_pair([0, 0])
+    assert _sha256(mr, ct, mask, meta["labels"], params=meta["params"]) == DEFAULT_SUBJECT_SHA256
+    ct, mask, _ = make_phantom_ct([0, 100_000])
+    assert _sha256(ct, mask) == DEFAULT_UNPAIRED_SHA256

@@ -117,6 +117,8 @@ def test_committed_specs_match_the_json_schema_and_the_loader():
     {"training": [{"source": "a", "target": "b"}], "unpaired_target": [{"source": "a"}]},
     {"training": [{"source": "a", "target": "b"}], "target": {"normalize": {"type": "range", "a_min": "low"}}},
     {"training": [{"source": "a", "target": "b"}], "extra_split": []},
+    {"training": [{"source": "a", "target": "b", "domain": "pd"}]},
+    {"training": [{"source": "a", "target": "b"}], "unpaired_target": [{"target": "c", "domain": "cbct"}]},
 ])
 def test_schema_and_loader_reject_the_same_structural_errors(bad):
     jsonschema = pytest.importorskip("jsonschema")
@@ -139,3 +141,40 @@ def test_dataset_spec_rejects_unknown_split(good_spec):
     spec: DatasetSpec = load_spec(good_spec)
     with pytest.raises(ValueError, match="expected one of"):
         spec.items("train")
+
+
+def test_items_may_name_their_domain_and_get_its_normalisation(tmp_path):
+    for name in ("s1/t1.nii.gz", "s1/cbct.nii.gz", "s1/ct.nii.gz", "s2/t2.nii.gz", "s2/ct.nii.gz", "u/ct.nii.gz"):
+        _nifti(tmp_path / name)
+    raw = {"source": {"normalize": {"type": "percentile", "lower": 2, "upper": 98}},
+           "training": [{"source": "s1/t1.nii.gz", "target": "s1/ct.nii.gz", "domain": "t1w"},
+                        {"source": "s1/cbct.nii.gz", "target": "s1/ct.nii.gz", "domain": "cbct"}],
+           "test": [{"source": "s2/t2.nii.gz", "target": "s2/ct.nii.gz", "domain": "t2w"}],
+           "unpaired_target": [{"target": "u/ct.nii.gz"}]}
+    (tmp_path / "spec.json").write_text(json.dumps(raw))
+    spec = load_spec(tmp_path / "spec.json")
+    assert [it[keys.DOMAIN] for it in spec.items("training")] == ["t1w", "cbct"]
+    assert spec.domains() == ["t1w", "t2w", "cbct"]
+    cbct = spec.source_norm_for(spec.items("training")[1])
+    assert (cbct.type, cbct.a_min, cbct.a_max) == ("range", keys.HU_MIN, keys.HU_MAX)
+    t2 = spec.source_norm_for(spec.items("test")[0])
+    assert (t2.type, t2.lower, t2.upper) == ("percentile", 0.5, 99.5)
+    assert spec.source_norm_for({keys.SOURCE: "x"}) == spec.source_norm  # no domain: the spec's own
+    # the CT both domains share is one noise-stage item
+    assert spec.target_items() == [{keys.TARGET: str((tmp_path / "s1/ct.nii.gz").resolve())},
+                                   {keys.TARGET: str((tmp_path / "u/ct.nii.gz").resolve())}]
+
+
+def test_domain_key_errors_and_specs_without_domains_behave_as_before(good_spec):
+    raw = json.loads(good_spec.read_text())
+    raw["training"][0]["domain"] = "flair"
+    raw["unpaired_target"][0]["domain"] = "cbct"
+    _, errors = validate_spec_dict(raw, good_spec.parent)
+    assert "training[0].domain: unknown domain 'flair' (known: t1w, t2w, cbct)." in errors
+    assert any(e.startswith("unpaired_target[0]: unexpected key 'domain'") for e in errors)
+    raw = json.loads(good_spec.read_text())
+    raw["training"].append(dict(raw["training"][0], source="b/mr.nii.gz"))  # two untagged items share a target
+    raw["validation"] = []
+    (good_spec.parent / "dup.json").write_text(json.dumps(raw))
+    spec = load_spec(good_spec.parent / "dup.json")
+    assert spec.domains() == [] and len(spec.target_items()) == 3  # kept twice, as always

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from oracles import Reference
 
 from drdd_med.diffusion.sampling import sample_drdd
 from drdd_med.diffusion.scheduler import DRDDScheduler
@@ -85,9 +86,11 @@ def test_no_noise_call_before_all_residual_steps(n_res, n_noise):
     sample_drdd(sched, residual_fn, noise_fn, source, z, n_res, n_noise)
     assert [c[0] for c in calls] == ["residual"] * n_res + ["noise"] * n_noise
     # time inputs are the scheduler's, in decreasing order per stage
-    expected_res = [1000 * sched.residual_coef_at(t) for t, _ in sched.timestep_pairs(n_res)]
+    ref = Reference()
+    expected_res = [1000 * ref.residual(t) for t, _ in ref.pairs(n_res)]
     assert [c[1] for c in calls[:n_res]] == pytest.approx(expected_res, rel=1e-5)
-    assert calls[n_res][1] == pytest.approx(1000 * sched.noise_coef_at(999), rel=1e-5)
+    assert [c[1] for c in calls[n_res:]] == pytest.approx([1000 * ref.noise(t) for t, _ in ref.pairs(n_noise)],
+                                                          rel=1e-5)
 
 
 def test_time_input_is_a_1d_float_tensor_of_batch_size():
@@ -116,7 +119,7 @@ def test_zero_noise_steps_returns_the_hand_over_state():
     sched = DRDDScheduler()
     x0, source, z = _pair(2)
     out = sample_drdd(sched, _true_residual(x0), None, source, z, 3, 0)
-    assert torch.allclose(out, x0 + sched.sigma_n * z, atol=1e-5)
+    assert torch.allclose(out, x0 + Reference().sigma_n * z, atol=1e-5)
 
 
 def test_stochastic_noise_stage_is_reproducible_with_a_seeded_generator():
@@ -141,4 +144,16 @@ def test_callback_sees_every_step_in_order():
     assert [(i["stage"], i["t"], i["s"]) for i in infos] == [
         ("residual", 999, 499), ("residual", 499, -1), ("noise", 999, 665), ("noise", 665, 332), ("noise", 332, -1)]
     # after the residual stage, x is the noise stage's state at t = T-1
-    assert torch.allclose(infos[1]["x"], x0 + sched.sigma_n * z, atol=1e-5)
+    assert torch.allclose(infos[1]["x"], x0 + Reference().sigma_n * z, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_res, n_noise, message", [(0, 2, "residual_steps=0"), (2, -1, "noise_steps=-1"),
+                                                     (1001, 0, "at most T=1000")])
+def test_step_counts_are_checked_before_any_network_call(n_res, n_noise, message):
+    x0, source, z = _pair(2)
+
+    def never(*args):
+        raise AssertionError("a network was called")
+
+    with pytest.raises(ValueError, match=message):
+        sample_drdd(DRDDScheduler(), never, never, source, z, n_res, n_noise)

@@ -71,3 +71,11 @@ def test_baselines_train_through_supervised_trainer(single_thread, fixed_batch):
     first, last = train(fixed_batch(), regression, regression.parameters(), RegressionPrepareBatch(),
                         RegressionInferer(clip=False), steps=120)
     assert first / last >= 10, (first, last)
+
+
+def test_a_wrapped_network_keeps_the_patch_divisibility_check(fixed_batch):
+    sched = DRDDScheduler()
+    net = torch.nn.DataParallel(build_drdd_net(2, 1, 1, preset="tiny"))  # divisor 2; DDP wraps it the same way
+    x0, _, _, kwargs = NoisePrepareBatch(sched)({"target": fixed_batch()["target"][..., :15, :15]})
+    with pytest.raises(ValueError, match="training patch"):
+        NoiseStageInferer(sched)(x0, net, **kwargs)

@@ -188,6 +188,8 @@ def test_onnx_net_module_conventions_and_input_checks(exported):
         onnx_net(x, x, torch.zeros(1), stage="both")
     with pytest.raises(ValueError, match="holds the noise network"):
         OnnxDRDDNet(paths["noise"], paths["residual"])
+    with pytest.raises(TypeError, match="has no torch weights"):
+        export_onnx(onnx_net, paths["residual"].parent / "again", 2)
     # channels-last and MetaTensor-free inputs, a single time value broadcast to the batch
     x2, s2 = torch.randn(2, 1, 8, 8).contiguous(memory_format=torch.channels_last), torch.randn(2, 1, 8, 8)
     with torch.no_grad():

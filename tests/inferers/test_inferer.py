@@ -1,14 +1,15 @@
-"""DRDDInferer: oracle exactness, reproducibility, ensembles, noise-level guard and input validation."""
+"""DRDDInferer: oracle exactness of every step, reproducibility, ensembles, noise-level guard and input validation."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from oracles import oracle_drdd_net, sample_exact_path
 
 from drdd_med.diffusion.scheduler import DRDDScheduler
 from drdd_med.inferers.inferer import DRDDInferer
 from drdd_med.networks.factory import build_drdd_net
-from drdd_med.networks.oracle import oracle_drdd_net
 
 SHAPES = {2: (2, 1, 16, 16), 3: (1, 1, 8, 8, 8)}
 
@@ -20,24 +21,27 @@ def _pair(spatial_dims: int, seed: int = 0):
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
-@pytest.mark.parametrize("steps", [2, 5, 10])
+@pytest.mark.parametrize("steps", [(2, 2), (5, 5), (3, 10)])
 @pytest.mark.parametrize("conditioned", [False, True])
-def test_oracle_net_returns_x0(spatial_dims, steps, conditioned):
+def test_oracle_sampling_follows_the_exact_path(spatial_dims, steps, conditioned):
     x0, source = _pair(spatial_dims)
     net = oracle_drdd_net(1, target=x0, noise_conditioned=conditioned)
-    out = DRDDInferer(DRDDScheduler())(source, net, residual_steps=steps, noise_steps=steps,
-                                       generator=torch.Generator().manual_seed(1))
-    assert out.shape == x0.shape
-    assert (out - x0).abs().max() <= 1e-5
+    out = sample_exact_path(DRDDInferer(DRDDScheduler(), *steps), net, source, x0, source, steps,
+                            generator=torch.Generator().manual_seed(1))
+    assert out.shape == x0.shape and (out - x0).abs().max() <= 1e-5
 
 
 @pytest.mark.parametrize("level", [0.5, 1.5])
 def test_oracle_exact_at_other_noise_levels_with_a_25d_stack(level):
-    g = torch.Generator().manual_seed(2)
-    source = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
-    net = oracle_drdd_net(1, target_fn=lambda a: 0.9 * torch.tanh(-2 * a), noise_level=level)
-    out = DRDDInferer(DRDDScheduler(noise_level=level), 3, 4).sample(source, net, generator=g)
-    assert (out - 0.9 * torch.tanh(-2 * source[:, 1:2])).abs().max() <= 1e-5
+    """The target depends on all three slices of the stack and the residual on the middle one."""
+    source = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    prev, mid, nxt = source[:, 0:1], source[:, 1:2], source[:, 2:3]
+    x0 = 0.9 * torch.tanh(-2 * mid) + 0.1 * (nxt - prev)
+    net = oracle_drdd_net(1, target_fn=lambda s: 0.9 * torch.tanh(-2 * s[:, 1:2]) + 0.1 * (s[:, 2:3] - s[:, 0:1]),
+                          noise_level=level)
+    out = sample_exact_path(DRDDInferer(DRDDScheduler(noise_level=level), 3, 4), net, source, x0, mid, (3, 4), level,
+                            generator=torch.Generator().manual_seed(3))
+    assert (out - x0).abs().max() <= 1e-5
 
 
 def test_seeded_sampling_is_bit_reproducible_and_seed_dependent():
@@ -53,16 +57,20 @@ def test_seeded_sampling_is_bit_reproducible_and_seed_dependent():
     assert net.training  # the inferer restores the mode it found
 
 
-def test_ensemble_mean_and_std():
+def test_ensemble_is_the_mean_and_unbiased_std_of_consecutive_samples():
     x0, source = _pair(2)
     oracle = oracle_drdd_net(1, target=x0)
     mean, std = DRDDInferer(DRDDScheduler()).sample(source, oracle, num_samples=3)
     assert mean.shape == std.shape == x0.shape
     assert (mean - x0).abs().max() <= 1e-5 and std.abs().max() <= 1e-5
     net = build_drdd_net(2, 1, 1, preset="tiny")
-    gen = torch.Generator().manual_seed(0)
-    mean, std = DRDDInferer(DRDDScheduler()).sample(source, net, num_samples=4, generator=gen)
-    assert std.shape == x0.shape and float(std.mean()) > 0  # an untrained net is uncertain
+    inferer = DRDDInferer(DRDDScheduler(), eta=1.0)
+    mean, std = inferer.sample(source, net, num_samples=4, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)  # the same draws, one sample per call
+    singles = np.stack([inferer.sample(source, net, generator=gen).numpy() for _ in range(4)])
+    assert (singles.std(axis=0) > 0).mean() > 0.5  # the samples differ: the std map is not trivially 0
+    np.testing.assert_allclose(mean.numpy(), singles.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(std.numpy(), singles.std(axis=0, ddof=1), atol=1e-6)
 
 
 def test_return_intermediates_lists_every_step():

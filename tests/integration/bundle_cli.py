@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "drdd"
@@ -37,3 +38,24 @@ def run_bundle(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                             stderr=subprocess.STDOUT, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-6000:]}"
     return result
+
+
+def recomputed_maes(root: Path, report: dict[str, Any]) -> list[float]:
+    """The MAE (HU, inside the body mask) of every case of a bundle's metrics report, recomputed with numpy from the
+    bundle's own sCT (``SCTPredictor.from_bundle``, seed 0) and the phantom CT, independently of the scorer."""
+    import nibabel as nib
+    import numpy as np
+
+    from drdd_med.data.spec import load_spec
+    from drdd_med.workflows.predictor import SCTPredictor
+
+    spec = load_spec(root / "data" / "phantom" / "phantom.json")
+    items = {item["id"]: item for split in ("training", "validation", "test") for item in spec.items(split)}
+    predictor = SCTPredictor.from_bundle(root, device="cpu")
+    maes = []
+    for case in report["cases"]:
+        item = items[case["case"]]
+        sct = predictor.predict(Path(item["source"])).hu[0].numpy().astype(np.float64)
+        body = np.asarray(nib.load(item["mask"]).dataobj) > 0
+        maes.append(float(np.abs(sct - np.asarray(nib.load(item["target"]).dataobj, np.float64))[body].mean()))
+    return maes

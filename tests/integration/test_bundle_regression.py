@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import torch
-from bundle_cli import REPO, TINY, TRAIN, bundle_command, env, run_bundle
+from bundle_cli import REPO, TINY, TRAIN, bundle_command, env, recomputed_maes, run_bundle
 
 from drdd_med.cli.main import main
 from drdd_med.networks import RegressionNet
@@ -33,19 +33,20 @@ def test_one_regression_stage_trains_and_exports_its_ema(trained):
     assert "noise stage" not in log and "residual stage" not in log
     assert [p.name for p in (root / "models").glob("*_checkpoint.pt")] == ["regression_checkpoint.pt"]
     state = torch.load(root / "models" / "regression_checkpoint.pt", weights_only=True)
-    assert state["trainer"]["iteration"] == 4 and int(state["regression_ema"]["num_updates"]) == 4
+    assert state["trainer"]["iteration"] == 4 and int(state["regression_ema"]["n_averaged"]) == 4
     assert list((root / "runs" / "regression").glob("events.out.tfevents.*"))
 
     config = ModelConfig.load(root / "models" / "model_config.json")
     assert (config.method, config.mode, config.preset) == ("regression", "2d", "tiny")
     assert isinstance(load_weights(config.build_network(), root / "models" / "model.pt"), RegressionNet)  # strict
     exported = torch.load(root / "models" / "model.pt", weights_only=True)
-    ema = {k[len("ema_model."):]: v for k, v in state["regression_ema"].items() if k.startswith("ema_model.")}
+    ema = {k[len("module."):]: v for k, v in state["regression_ema"].items() if k.startswith("module.")}
     assert exported.keys() == ema.keys() and all(torch.equal(exported[k], ema[k]) for k in ema)
     assert any(not torch.equal(exported[k], state["regression_net"][k]) for k in ema)  # EMA, not the raw weights
 
     report = json.loads((root / "eval" / "validation" / "metrics.json").read_text())
-    assert set(report["baselines"]) == {"water", "linear"} and report["num_cases"] == 1 and report["model"]["mae"] > 0
+    assert set(report["baselines"]) == {"water", "linear"} and report["num_cases"] == 1
+    assert [c["mae"] for c in report["cases"]] == pytest.approx(recomputed_maes(root, report), abs=0.05)
     assert "| model |" in log and "| linear |" in log
 
 
@@ -65,7 +66,10 @@ def test_evaluate_cli_scores_the_regression_bundle(trained, tmp_path, capsys):
     code = main(["evaluate", "--spec", str(root / "data" / "phantom" / "phantom.json"), "--bundle", str(root),
                  "--out", str(tmp_path / "eval"), "--device", "cpu", "--no-montage"])
     assert code == 0 and "| model |" in capsys.readouterr().out
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["model"]["mae"] > 0
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    maes = recomputed_maes(root, report)
+    assert [c["mae"] for c in report["cases"]] == pytest.approx(maes, abs=0.05)
+    assert report["model"]["mae"] == pytest.approx(sum(maes) / len(maes), abs=0.05)
 
 
 def test_train_regression_without_the_method_override_is_refused(tmp_path):

@@ -48,5 +48,5 @@ def test_sigkill_then_rerun_resumes_with_optimizer_and_ema(tmp_path):
     assert state["trainer"]["iteration"] == TOTAL
     # optimizer and EMA continued from the checkpoint: a restart would count TOTAL - killed_at updates
     assert {int(s["step"]) for s in state["noise_optimizer"]["state"].values()} == {TOTAL}
-    assert int(state["noise_ema"]["num_updates"]) == TOTAL
+    assert int(state["noise_ema"]["n_averaged"]) == TOTAL
     assert (tmp_path / "models" / "model.pt").is_file()

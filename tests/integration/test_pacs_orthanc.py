@@ -78,9 +78,13 @@ def test_batch_job_move_then_get_stores_one_sct_per_selected_series(orthanc, tmp
     assert sorted(p.series_uid for p in plan.planned) == sorted(selected)
     assert _journal_rows(tmp_path / "state_move") == {}  # a dry run records nothing
 
-    summary = PacsBatchJob(cfg, LinearTranslator()).run()
+    job = PacsBatchJob(cfg, LinearTranslator())
+    before = time.monotonic()
+    summary = job.run()
+    took = time.monotonic() - before
     assert summary.exit_code == EXIT_OK and sorted(summary.stored) == sorted(selected)
-    assert summary.series_per_hour > 0
+    assert 0.5 * took <= summary.wall_s <= took  # the pass's own clock, around the whole pass
+    assert summary.series_per_hour == pytest.approx(3600.0 * len(selected) / summary.wall_s)
     print(f"C-MOVE pass: {len(summary.stored)} series in {summary.wall_s:.2f} s = "
           f"{summary.series_per_hour:.0f} series/hour")
     _assert_one_sct_per_series(orthanc, selected, tmp_path / "check_move")

@@ -18,8 +18,9 @@ from drdd_med.io.dicom_series import (
     DicomSeriesReader,
     find_series,
     load_series,
-    matches_rules,
+    load_series_datasets,
 )
+from drdd_med.io.dicom_rules import matches_rules
 
 sitk = pytest.importorskip("SimpleITK")
 
@@ -122,6 +123,45 @@ def test_loadimaged_with_reader_matches_load_series_and_inverts(tmp_path):
     back = Invertd("pred", transform=pre, orig_keys="image")(data)["pred"]
     np.testing.assert_array_equal(back.numpy(), image.numpy())
     np.testing.assert_allclose(back.affine.numpy(), image.affine.numpy(), atol=1e-6)
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """Counts of header parses (``pydicom.dcmread``) and pixel decodes (``pydicom.pixels.pixel_array``)."""
+    import pydicom.pixels
+
+    counts = {"dcmread": 0, "pixel_array": 0}
+    for module, name in ((pydicom, "dcmread"), (pydicom.pixels, "pixel_array")):
+        def counted(*args, _real=getattr(module, name), _name=name, **kwargs):
+            counts[_name] += 1
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(module, name, counted)
+    return counts
+
+
+def test_headers_are_parsed_once_and_pixels_decoded_once(tmp_path, parses):
+    from monai.transforms import LoadImaged
+
+    volume = _volume()
+    write_series(tmp_path, volume)
+    image = LoadImaged("image", reader=DicomSeriesReader(), image_only=True)({"image": str(tmp_path)})["image"]
+    assert parses == {"dcmread": 6, "pixel_array": 6}
+    datasets = load_series_datasets(tmp_path, image.meta[SOURCE_SERIES_UID_KEY])  # the predictor's second look
+    assert parses == {"dcmread": 6, "pixel_array": 6}
+    assert [float(d.ImagePositionPatient[2]) for d in datasets] == sorted(float(d.ImagePositionPatient[2])
+                                                                          for d in datasets)
+    np.testing.assert_array_equal(image.numpy(), volume)
+
+
+def test_a_file_changed_after_a_read_is_parsed_again(tmp_path, parses):
+    files = write_series(tmp_path, _volume())
+    load_series(tmp_path)
+    ds = pydicom.dcmread(files[2])
+    ds.SeriesDescription = "a longer description than before"
+    ds.save_as(files[2])
+    parses["dcmread"] = 0
+    _, datasets = load_series(tmp_path)
+    assert parses["dcmread"] == 6 and datasets[2].SeriesDescription == "a longer description than before"
 
 
 def test_localizer_in_same_folder_is_ignored_by_default(tmp_path):

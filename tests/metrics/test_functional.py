@@ -12,6 +12,8 @@ from drdd_med.metrics.functional import (
     masked_ssim,
     synthrad2023_metrics,
     synthrad2025_metrics,
+    through_plane_consistency,
+    through_plane_difference,
     tissue_mae,
 )
 
@@ -152,6 +154,43 @@ def test_tissue_mae_and_bias_hand_values():
     assert result["mean_error"] == pytest.approx(-30.0 / 6)
     assert result["fraction_soft_tissue"] == pytest.approx(0.5)
     assert np.isnan(tissue_mae(ct, sct, np.zeros_like(ct))["mae_bone"])
+
+
+def test_through_plane_figures_on_slices_that_differ_by_known_constants():
+    levels = np.array([0.0, 10.0, 30.0, 60.0, 100.0])  # adjacent slices differ by 10, 20, 30, 40 HU
+    ct = np.broadcast_to(levels, (6, 4, 5)).copy()
+    sct = ct + np.array([0.0, 50.0, 0.0, 50.0, 0.0])  # slices 60, 30, 80, 10 HU apart
+    mask = np.ones(ct.shape)
+    mask[:3, :, 4] = 0  # half of the last pair lies outside the body
+    # pairs (0,1), (1,2), (2,3) over the whole slice area A, pair (3,4) over A / 2
+    expected_ct, expected_sct = (10 + 20 + 30 + 40 / 2) / 3.5, (60 + 30 + 80 + 10 / 2) / 3.5
+    result = through_plane_consistency(ct, sct, mask, axis=2)
+    assert result["through_plane_ct"] == pytest.approx(expected_ct, rel=1e-12)
+    assert result["through_plane_sct"] == pytest.approx(expected_sct, rel=1e-12)
+    assert result["through_plane_ratio"] == pytest.approx(175 / 80, rel=1e-12)
+    # the axis is the slice axis: the same volume with its slices along axis 0 gives the same figures
+    moved = through_plane_consistency(np.moveaxis(ct, 2, 0), np.moveaxis(sct, 2, 0), np.moveaxis(mask, 2, 0), axis=0)
+    assert moved == pytest.approx(result, rel=1e-12, nan_ok=True)
+    # within a slice nothing changes: across axis 0 every difference is 0, and the ratio is undefined
+    flat = through_plane_consistency(ct, sct, mask, axis=0)
+    assert flat["through_plane_ct"] == 0 and np.isnan(flat["through_plane_ratio"])
+    assert np.isnan(through_plane_difference(ct, np.zeros_like(mask), axis=2))
+
+
+def test_stripe_ratio_separates_slice_offsets_from_blur():
+    """Per-slice offsets raise the stripe ratio; a uniformly smoother image keeps it at 1."""
+    x = np.arange(6.0)[:, None, None]
+    z = np.arange(5.0)[None, None, :]
+    ct = np.broadcast_to(4.0 * x + 10.0 * z, (6, 4, 5)).copy()  # in-plane steps 4 (axis 0), 0 (axis 1); z steps 10
+    mask = np.ones(ct.shape)
+    blurred = 0.5 * ct  # half the change in every direction
+    flat = through_plane_consistency(ct, blurred, mask, axis=2)
+    assert flat["through_plane_ratio"] == pytest.approx(0.5) and flat["stripe_ratio"] == pytest.approx(1.0)
+    striped = ct + np.array([0.0, 20.0, 0.0, 20.0, 0.0])  # each slice its own offset: z steps 30, 10, 30, 10
+    result = through_plane_consistency(ct, striped, mask, axis=2)
+    # axis 1 has no change in the CT and is left out, so the in-plane ratio is that of axis 0: 1
+    assert result["through_plane_ratio"] == pytest.approx(2.0)
+    assert result["in_plane_ratio"] == pytest.approx(1.0) and result["stripe_ratio"] == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ from drdd_med.metrics.handlers import (
     HUPSNRMetric,
     HUSSIMMetric,
     HUStructuralSimilarity,
-    unit_to_hu,
 )
 
 FUNCTIONAL = {"mae": masked_mae, "psnr": lambda c, s, m: masked_psnr(c, s, m, (-1024, 3071)),
@@ -37,14 +36,22 @@ def make_items(num=5, shape=(16, 16), seed=0):
     return items
 
 
+def to_hu(x):
+    """[-1, 1] -> [-1024, 3071] HU, written out (no clipping)."""
+    return -1024.0 + (np.asarray(x, dtype=np.float64) + 1.0) * 4095.0 / 2.0
+
+
 def expected(items, name):
-    values = [FUNCTIONAL[name](unit_to_hu(d["label"][0].numpy()), unit_to_hu(d["image"][0].numpy()),
-                               d["mask"][0].numpy()) for d in items]
+    values = [FUNCTIONAL[name](to_hu(d["label"][0].numpy()), to_hu(d["image"][0].numpy()), d["mask"][0].numpy())
+              for d in items]
     return float(np.mean(values))
 
 
-def test_unit_to_hu_maps_window_ends():
-    np.testing.assert_allclose(unit_to_hu(np.array([-1.0, 0.0, 1.0])), [-1024.0, 1023.5, 3071.0])
+def test_overshoot_beyond_the_window_is_scored_not_clipped():
+    y = torch.ones(1, 1, 8, 8)
+    metric = HUMAEMetric()
+    metric(y * 1.2, y)  # 0.2 above the window's top: 0.2 * 4095 / 2 HU
+    assert metric.aggregate().item() == pytest.approx(409.5, rel=1e-6)
 
 
 @pytest.mark.parametrize("decollate", [True, False])

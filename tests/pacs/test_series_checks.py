@@ -23,8 +23,30 @@ def test_complete_series_passes_and_returns_headers(tmp_path, mr_series):
     _write(series, tmp_path / "s")
     headers = check_retrieved(tmp_path / "s", uid, 4, _ok(4), expected_instances=4)
     assert sorted(h.SOPInstanceUID for h in headers) == sorted(ds.SOPInstanceUID for ds in series)
-    assert all("PixelData" not in h for h in headers)
-    check_volume(tmp_path / "s", uid)
+    ordered = check_volume(headers, uid)
+    assert [h.SOPInstanceUID for h in ordered] == [ds.SOPInstanceUID for ds in series]  # by position
+
+
+def test_the_translator_reads_the_checked_series_without_parsing_a_header_again(tmp_path, mr_series, monkeypatch):
+    import pydicom
+
+    from drdd_med.io.dicom_series import load_series
+
+    series = mr_series(num_slices=4)
+    uid = str(series[0].SeriesInstanceUID)
+    _write(series, tmp_path / "source")
+    check_volume(check_retrieved(tmp_path / "source", uid, 4, _ok(4)), uid)
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: pytest.fail(f"header parsed again: {a[0]}"))
+    image, datasets = load_series(tmp_path / "source")  # what a translator does next
+    assert image.shape == (1, 8, 8, 4) and [d.SOPInstanceUID for d in datasets] == [d.SOPInstanceUID for d in series]
+
+
+def test_a_file_that_is_not_an_image_of_the_series_is_an_incomplete_retrieval(tmp_path, mr_series):
+    series = mr_series(num_slices=3)
+    del series[1].ImagePositionPatient  # not an image object: the series reader would skip it
+    _write(series, tmp_path / "s")
+    with pytest.raises(IncompleteSeriesError, match="3 files but 2 images of the series"):
+        check_retrieved(tmp_path / "s", str(series[0].SeriesInstanceUID), 3, _ok(3))
 
 
 @pytest.mark.parametrize("received, result, expected, message", [
@@ -50,8 +72,10 @@ def test_missing_slice_is_not_a_consistent_series(tmp_path, mr_series):
     series = mr_series(num_slices=5)
     del series[2]
     _write(series, tmp_path / "s")
-    with pytest.raises(IncompleteSeriesError, match="not a complete, consistent series"):
-        check_volume(tmp_path / "s", str(series[0].SeriesInstanceUID))
+    uid = str(series[0].SeriesInstanceUID)
+    headers = check_retrieved(tmp_path / "s", uid, 4, _ok(4))
+    with pytest.raises(IncompleteSeriesError, match="not a complete, consistent series: .*non-uniform slice spacing"):
+        check_volume(headers, uid)
 
 
 def test_check_sct_requires_one_series_in_the_source_study(tmp_path, mr_series):

@@ -172,3 +172,22 @@ def test_cancel_kills_real_subprocess_tree(module):
     while alive(grandchild) and time.monotonic() < end:
         time.sleep(0.05)
     assert not alive(grandchild)
+
+
+def test_the_module_translates_the_chosen_domain_with_a_model_of_several(module, tmp_path, make_tiny_bundle):
+    bundle = make_tiny_bundle(seed=0, model_version="drdd-slicer-domains", domains=["t1w", "cbct"])
+    logic = module.DRDDSynthCTLogic()
+    node = FakeVolumeNode("cbct", np.random.default_rng(0).uniform(-1000, 1500, (3, 8, 8)).astype(np.float32),
+                          AFFINE)
+    command = logic.prepare(node, str(bundle), device="cpu", domain="cbct", python=sys.executable)
+    assert command[-2:] == ["--domain", "cbct"]
+    logic.launch(command, env=module.translate_environment("cpu"))
+    state, lines = run_until_done(logic, timeout_s=120)
+    assert state == "finished", lines
+    assert logic.loadResult().GetName() == "cbct_sCT"
+    logic.cleanup()
+    logic.prepare(node, str(bundle), device="cpu")  # no domain: the NIfTI the module writes does not say it
+    logic.launch(logic.buildCommand(logic.paths.input_path, str(bundle), logic.paths.out_dir, "cpu",
+                                    python=sys.executable), env=module.translate_environment("cpu"))
+    state, _ = run_until_done(logic, timeout_s=120)
+    assert state == "failed" and "pass it: drdd-med translate --domain t1w|cbct" in logic.errorMessage()

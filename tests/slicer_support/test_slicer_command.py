@@ -30,11 +30,20 @@ def test_command_console_script_and_defaults():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"device": "gpu"}, "device"), ({"steps": "2"}, "R,N"), ({"steps": (0, 0)}, "at least one"),
-     ({"steps": (-1, 2)}, "non-negative"), ({"samples": 0}, "samples")],
+     ({"steps": (0, 2)}, "residual stage needs at least one step"), ({"steps": (-1, 2)}, "residual_steps=-1"),
+     ({"steps": (2, -1)}, "noise stage takes 0 to"), ({"steps": (1001, 0)}, "at most T=1000"),
+     ({"samples": 0}, "samples")],
 )
 def test_command_rejects_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_translate_command("x", "b", "o", **kwargs)
+
+
+def test_command_names_the_source_domain():
+    assert build_translate_command("in.nii.gz", "b", "o", domain="t2w", python="/py")[-2:] == ["--domain", "t2w"]
+    assert "--domain" not in build_translate_command("in.nii.gz", "b", "o", python="/py")
+    with pytest.raises(ValueError, match="domain must be one of"):
+        build_translate_command("in.nii.gz", "b", "o", domain="T2")
 
 
 def test_environment_hides_gpu_for_cpu_only():

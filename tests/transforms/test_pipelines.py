@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.transforms import Compose, SpatialCropd
 from monai.utils import set_determinism
 
 from drdd_med import keys
@@ -125,11 +126,17 @@ def test_inference_round_trips_geometry_and_hu(tmp_path, mode):
 
 
 def test_inference_padding_becomes_air_after_inversion(tmp_path):
+    """Undoing a crop pads with 0, so the prediction must be in air-is-0 units before ``Invertd``: the voxels a
+    cropping preprocessing removed come back as air (HU_MIN), not as the middle of the window (about +1024 HU)."""
     hu = np.full((10, 9, 4), 40.0, np.float32)
     path = tmp_path / "src.nii.gz"
     nib.save(nib.Nifti1Image(hu, np.eye(4)), str(path))
-    pre = inference_transforms("3d", source_norm=RANGE, divisor=16)
+    pre = Compose([inference_transforms("3d", source_norm=RANGE, divisor=4),
+                   SpatialCropd(keys.IMAGE, roi_start=(2, 1, 1), roi_end=(8, 7, 3))])
     data = pre({keys.IMAGE: str(path)})
-    data[keys.PRED] = torch.full_like(data[keys.IMAGE].as_tensor(), -1.0)  # air everywhere
+    assert tuple(data[keys.IMAGE].shape) == (1, 6, 6, 2)
+    data[keys.PRED] = torch.full_like(data[keys.IMAGE].as_tensor(), 0.5)
     out = inference_postprocessing(pre)(data)
-    assert torch.all(out[keys.PRED] == keys.HU_MIN)
+    expected = np.full(hu.shape, keys.HU_MIN, np.int16)
+    expected[1:7, 0:6, 1:3] = np.rint(0.75 * (keys.HU_MAX - keys.HU_MIN) + keys.HU_MIN)  # 0.5 in [-1, 1] units
+    np.testing.assert_array_equal(out[keys.PRED][0].numpy(), expected)

@@ -31,7 +31,10 @@ def test_unknown_keys_are_listed():
     ({"mode": "4d"}, "mode"),
     ({"mode": "2.5d", "num_slices": 2}, "odd"),
     ({"mode": "2d", "num_slices": 3}, "2.5d"),
-    ({"residual_steps": 0, "noise_steps": 0}, "at least one step"),
+    ({"residual_steps": 0, "noise_steps": 0}, "residual_steps=0: the residual stage needs at least one step"),
+    ({"residual_steps": 0, "noise_steps": 4}, "residual_steps=0: the residual stage needs at least one step"),
+    ({"residual_steps": 2, "noise_steps": -1}, "noise_steps=-1"),
+    ({"residual_steps": 501, "num_train_timesteps": 500}, "at most T=500"),
     ({"target_normalize": {"type": "percentile"}}, "range"),
 ])
 def test_invalid_settings_are_rejected(kwargs, message):
@@ -88,3 +91,10 @@ def test_weights_of_another_architecture_are_rejected(tmp_path):
         load_weights(ModelConfig(preset="tiny", mode="2.5d", num_slices=3).build_network(), tmp_path)
     with pytest.raises(FileNotFoundError, match="no trained weights"):
         load_weights(ModelConfig(preset="tiny").build_network(), tmp_path / "elsewhere")
+
+
+def test_a_string_boolean_from_the_command_line_is_refused_at_construction():
+    """``--noise_conditioned false`` reaches the config as the truthy string 'false': refuse it before training."""
+    with pytest.raises(ValueError, match=r"noise_conditioned='false'.*--noise_conditioned True"):
+        ModelConfig(noise_conditioned="false")
+    assert ModelConfig(roi_size=(32, 32, 32)).roi_size == [32, 32, 32]  # tuples from Python callers stay welcome

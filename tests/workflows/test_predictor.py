@@ -9,12 +9,13 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from oracles import oracle_drdd_net
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from drdd_med import keys
+from drdd_med.diffusion.anchor import source_anchor
 from drdd_med.io.dicom_series import load_series
-from drdd_med.networks.oracle import oracle_drdd_net
-from drdd_med.transforms.array import percentile_window, unit_to_window, window_to_unit
 from drdd_med.workflows.model_config import ModelConfig
 from drdd_med.workflows.predictor import SCTPredictor
 
@@ -60,8 +61,11 @@ def bundle(make_tiny_bundle) -> Path:
 
 
 def _identity_oracle_hu(mr: np.ndarray) -> np.ndarray:
-    """The sCT of a perfect model whose 'CT' in [-1, 1] equals the normalised MR, in HU."""
-    return np.rint(unit_to_window(window_to_unit(mr, *percentile_window(mr))))
+    """The sCT of a perfect model whose 'CT' in [-1, 1] equals the normalised MR, in HU, computed in numpy: the MR's
+    0.5 / 99.5 percentile window to [-1, 1] (clipped), then [-1, 1] to the HU window."""
+    lo, hi = np.percentile(mr, [0.5, 99.5])
+    unit = np.clip((mr - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0)
+    return np.rint((unit + 1.0) / 2.0 * (keys.HU_MAX - keys.HU_MIN) + keys.HU_MIN)
 
 
 @pytest.mark.parametrize("mode,num_slices", [("2d", 1), ("2.5d", 3), ("3d", 1)])
@@ -69,7 +73,7 @@ def test_oracle_sct_is_exact_on_native_flipped_grid(tmp_path, mode, num_slices):
     mr = mr_volume()
     nib.save(nib.Nifti1Image(mr, AFFINE), tmp_path / "mr.nii.gz")
     config = ModelConfig(mode=mode, num_slices=num_slices, roi_size=[8, 8, 4])
-    predictor = SCTPredictor(oracle_drdd_net(1, target_fn=lambda a: a), config, device="cpu")
+    predictor = SCTPredictor(oracle_drdd_net(1, target_fn=lambda s: source_anchor(s, 1)), config, device="cpu")
     result = predictor.predict(tmp_path / "mr.nii.gz")
     assert result.hu.shape == (1, *mr.shape) and result.std_hu is None and result.source_datasets is None
     np.testing.assert_allclose(result.affine, AFFINE, atol=1e-5)

@@ -16,17 +16,27 @@ def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
 
 
-def test_lines_report_mean_loss_and_progress_after_a_resume(caplog):
-    losses = iter(float(i) for i in range(1, 100))
-    engine = Engine(lambda e, batch: [{"loss": next(losses)}])
-    engine.state.max_epochs = None
-    ProgressLogger("noise", interval=2).attach(engine)
+def test_lines_report_mean_loss_and_progress_after_a_resume(caplog, monkeypatch):
+    """Resumed at iteration 40 of 48 with one second per iteration: the ETA counts only this process's 1 it/s
+    (not 41 it/s from all 41 iterations), and the mean loss only the iterations since the last line."""
+    clock = [0.0]
+    monkeypatch.setattr("drdd_med.workflows.progress.time.perf_counter", lambda: clock[0])
+
+    def step(engine, batch):
+        clock[0] += 1.0
+        return [{"loss": float(engine.state.iteration)}]
+
+    engine = Engine(step)
+    engine.load_state_dict({"iteration": 40, "epoch_length": 4, "max_epochs": 12})  # what a checkpoint restores
+    ProgressLogger("noise", interval=4).attach(engine)
     with caplog.at_level(logging.INFO, logger="drdd_med.workflows.progress"):
-        engine.run([0, 1, 2, 3], max_epochs=1)
+        engine.run([0, 1, 2, 3])
     lines = [r.getMessage() for r in caplog.records if r.name == "drdd_med.workflows.progress"]  # ignite may log too
-    assert lines[0].startswith("noise: iteration 2/4 (50%), loss 1.5,")
-    assert lines[1].startswith("noise: iteration 4/4 (100%), loss 3.5,") and lines[1].endswith("ETA 0s")
-    assert lines[-1].startswith("noise: finished at iteration 4")
+    assert lines == [
+        "noise: iteration 44/48 (92%), loss 42.5, 1.00 it/s, ETA 4s",
+        "noise: iteration 48/48 (100%), loss 46.5, 1.00 it/s, ETA 0s",
+        "noise: finished at iteration 48 in 8s",
+    ]
 
 
 def test_interval_must_be_positive():

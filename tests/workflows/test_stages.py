@@ -1,20 +1,22 @@
-"""Stage checkpoints: weights_only round trip, resume at the saved iteration, skip when complete, EMA export."""
+"""Stage checkpoints: weights_only round trip, resume at the saved iteration, skip when complete, crash-safe 0o644
+writes, EMA export."""
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
+from pathlib import Path
 
 import pytest
 import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
-from monai.handlers import LrScheduleHandler
-from monai.optimizers import WarmupCosineSchedule
 
 from drdd_med.diffusion.scheduler import DRDDScheduler
-from drdd_med.engines import EMAHandler, ModelEMA, NoisePrepareBatch, NoiseStageInferer
+from drdd_med.engines import ModelEMA, NoisePrepareBatch, NoiseStageInferer
 from drdd_med.workflows.model_config import ModelConfig, load_weights
-from drdd_med.workflows.stages import StageCheckpoint, ema_network, export_model, run_stage
+from drdd_med.workflows.stages import NetworkTraining, StageCheckpoint, ema_network, export_model, run_stage
 
 
 def make_stage(tmp_path, config, epochs=2, epoch_length=3, interval=2, seed=0):
@@ -23,21 +25,16 @@ def make_stage(tmp_path, config, epochs=2, epoch_length=3, interval=2, seed=0):
     net = config.build_network()
     sched = DRDDScheduler()
     batch = {"target": torch.rand(2, 1, 16, 16) * 2 - 1}
-    opt = torch.optim.Adam(net.noise_net.parameters(), lr=1e-3)
-    lr = WarmupCosineSchedule(opt, warmup_steps=1, t_total=epochs * epoch_length)
-    ema = ModelEMA(net.noise_net, decay=0.9)
-    ckpt = StageCheckpoint(tmp_path / "noise_checkpoint.pt", {"noise_net": net.noise_net, "noise_optimizer": opt,
-                                                              "noise_lr_scheduler": lr, "noise_ema": ema},
-                           interval=interval)
+    optim = NetworkTraining("noise", net.noise_net, ModelEMA(net.noise_net, decay=0.9), epochs * epoch_length,
+                            learning_rate=1e-3, warmup_iterations=1)
+    ckpt = StageCheckpoint(tmp_path / "noise_checkpoint.pt", optim.save_dict, interval=interval)
     trainer = SupervisedTrainer(
         device="cpu", max_epochs=epochs, epoch_length=epoch_length, train_data_loader=[batch], network=net,
-        optimizer=opt, loss_function=torch.nn.MSELoss(),
+        optimizer=optim.optimizer, loss_function=torch.nn.MSELoss(),
         prepare_batch=NoisePrepareBatch(sched, generator=torch.Generator().manual_seed(seed)),
-        inferer=NoiseStageInferer(sched),
-        train_handlers=[LrScheduleHandler(lr, print_lr=False, epoch_level=False),
-                        EMAHandler(ema, interval=1, network=net.noise_net), ckpt],
+        inferer=NoiseStageInferer(sched), train_handlers=[optim, ckpt],
     )
-    return net, opt, ema, ckpt, trainer
+    return net, optim.optimizer, optim.ema, ckpt, trainer
 
 
 @pytest.fixture
@@ -55,8 +52,8 @@ def test_checkpoint_holds_plain_types_and_loads_with_weights_only(tmp_path, conf
     state = torch.load(ckpt.path, weights_only=True)
     assert state["trainer"] == {"iteration": 6, "epoch_length": 3, "max_epochs": 2}
     assert set(state) == {"noise_net", "noise_optimizer", "noise_lr_scheduler", "noise_ema", "trainer"}
-    assert int(state["noise_ema"]["num_updates"]) == 6
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "temporary files left behind"
+    assert int(state["noise_ema"]["n_averaged"]) == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["noise_checkpoint.pt"], "temporary files left behind"
 
 
 def test_resume_continues_from_saved_iteration_with_optimizer_and_ema(tmp_path, config, single_thread, caplog):
@@ -74,7 +71,7 @@ def test_resume_continues_from_saved_iteration_with_optimizer_and_ema(tmp_path, 
     assert seen == [5, 6]
     assert "resuming noise stage from iteration 4 of 6" in caplog.text
     assert adam_steps(opt) == {6}  # the optimizer state was restored (a fresh Adam would count 2)
-    assert int(ema.num_updates) == 6
+    assert int(ema.ema_model.n_averaged) == 6  # the EMA continued (a fresh one would count 2)
     assert int(torch.load(ckpt2.path, weights_only=True)["noise_lr_scheduler"]["last_epoch"]) == 6
 
 
@@ -90,7 +87,8 @@ def test_complete_stage_is_skipped_and_its_weights_loaded(tmp_path, config, sing
     assert calls == []  # no retraining
     assert "noise stage is complete (iteration 6 of 6" in caplog.text
     assert all(torch.equal(trained[k], v) for k, v in net2.noise_net.state_dict().items())
-    assert all(torch.equal(a, b) for a, b in zip(ema.parameters(), ema2.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(ema.ema_model.state_dict().values(),
+                                                 ema2.ema_model.state_dict().values()))
 
 
 def test_more_epochs_extend_a_complete_stage(tmp_path, config, single_thread):
@@ -125,7 +123,8 @@ def test_export_writes_ema_weights_that_load_into_the_configured_network(tmp_pat
     assert "residual network has not been trained" in caplog.text
     assert ModelConfig.load(tmp_path / "models" / "model_config.json") == config
     loaded = load_weights(config.build_network(), weights)
-    for (name, value), ema_value in zip(loaded.noise_net.state_dict().items(), ema.ema_model.state_dict().values()):
+    for (name, value), ema_value in zip(loaded.noise_net.state_dict().items(),
+                                        ema.ema_model.module.state_dict().values()):
         assert torch.equal(value, ema_value), name
     assert not all(torch.equal(a, b) for a, b in zip(loaded.noise_net.parameters(), net.noise_net.parameters()))
 
@@ -139,14 +138,49 @@ def test_ema_network_shares_the_ema_modules(config):
     net = config.build_network()
     noise_ema, residual_ema = ModelEMA(net.noise_net), ModelEMA(net.residual_net)
     ema_net = ema_network(net, noise_ema, residual_ema)
-    assert ema_net.noise_net is noise_ema.ema_model and ema_net.residual_net is residual_ema.ema_model
+    assert ema_net.noise_net is noise_ema.ema_model.module and ema_net.residual_net is residual_ema.ema_model.module
     assert ema_net.divisor == net.divisor and float(ema_net.noise_level) == float(net.noise_level)
     with torch.no_grad():
         next(net.noise_net.parameters()).add_(1.0)
-    noise_ema.update(net.noise_net)
-    assert torch.equal(next(ema_net.noise_net.parameters()), next(noise_ema.ema_model.parameters()))
+    noise_ema()
+    assert torch.equal(next(ema_net.noise_net.parameters()), next(net.noise_net.parameters()))
 
 
 def test_checkpoint_interval_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="interval"):
         StageCheckpoint(tmp_path / "x.pt", {}, interval=0)
+
+
+def test_checkpoint_and_model_are_written_0o644_with_umask_022(tmp_path, config, single_thread):
+    old = os.umask(0o022)
+    try:
+        _, _, _, ckpt, trainer = make_stage(tmp_path, config)
+        run_stage("noise", trainer, ckpt)
+        weights = export_model(config, tmp_path / "models", [ckpt.path])
+    finally:
+        os.umask(old)
+    for path in (ckpt.path, weights, tmp_path / "models" / "model_config.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, config, single_thread, monkeypatch):
+    _, _, _, ckpt, trainer = make_stage(tmp_path, config)  # saves at iterations 2, 4, 6
+    real_save = torch.save
+
+    def save_fails_after_iteration_2(obj, f, *args, **kwargs):
+        if obj["trainer"]["iteration"] > 2:
+            if hasattr(f, "write"):  # a file object or a path
+                f.write(b"half a")
+            else:
+                Path(f).write_bytes(b"half a")
+            raise OSError("disk full")
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_fails_after_iteration_2)
+    with pytest.raises(OSError, match="disk full"):
+        run_stage("noise", trainer, ckpt)
+    monkeypatch.setattr(torch, "save", real_save)
+    state = ckpt.read()
+    assert state is not None, "the failed save removed the previous checkpoint"
+    assert state["trainer"]["iteration"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["noise_checkpoint.pt"], "temporary files left behind"

@@ -16,8 +16,9 @@ import numpy as np
 from scipy import ndimage
 
 from drdd_med.data.phantom.tissues import TISSUE_INDEX, TISSUES
+from drdd_med.data.phantom.variation import VARIATIONS, Variation, draw
 
-__all__ = ["HeadAnatomy", "build_anatomy", "grid_affine", "smooth_field"]
+__all__ = ["HeadAnatomy", "build_anatomy", "grid_affine", "rigid_resample", "smooth_field"]
 
 T = TISSUE_INDEX
 
@@ -43,6 +44,21 @@ def _rotation(angles_deg: np.ndarray) -> np.ndarray:
     ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
     rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
     return rz @ ry @ rx
+
+
+def rigid_resample(image: np.ndarray, spacing_mm: np.ndarray, rotation_deg: np.ndarray,
+                   translation_mm: np.ndarray) -> np.ndarray:
+    """Move the image content by a small rigid transform about the grid centre (linear interpolation).
+
+    Used for the misregistration of a source image (MR, CBCT) to its CT: a separate acquisition of the same head.
+    """
+    rot = _rotation(rotation_deg)
+    # output voxel o -> input voxel i = S^-1 R^T (S (o - c) - t) + c, with S = diag(spacing), c = centre
+    scale = np.diag(spacing_mm)
+    matrix = np.linalg.inv(scale) @ rot.T @ scale
+    centre = (np.asarray(image.shape) - 1) / 2.0
+    offset = centre - matrix @ centre - np.linalg.inv(scale) @ rot.T @ translation_mm
+    return ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="nearest")
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], wavelength_vox: tuple[float, ...]) -> np.ndarray:
@@ -112,25 +128,69 @@ def _smooth_union(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
     return b * (1 - h) + a * h - k * h * (1 - h)
 
 
-def build_anatomy(rng: np.random.Generator, shape: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> tuple[HeadAnatomy, np.ndarray, dict[str, Any]]:
+def _draw_lesions(rng: np.random.Generator, max_lesions: int) -> list[dict[str, Any]]:
+    """Up to ``max_lesions`` intracranial spheres: a cyst or infarct (CSF), a solid lesion (grey-matter-like) or a
+    calcification (bone: bright on CT, dark on MR, the MR->CT ambiguity in small)."""
+    lesions = []
+    for _ in range(int(rng.integers(0, max_lesions + 1))):
+        u = rng.uniform(-1.0, 1.0, size=3)
+        u /= max(1.0, float(np.linalg.norm(u)))
+        kind = ("csf", "grey_matter", "cancellous_bone")[int(rng.integers(0, 3))]
+        radius = float(rng.uniform(3.0, 12.0)) if kind != "cancellous_bone" else float(rng.uniform(2.0, 5.0))
+        centre = np.array([0.0, -8.0, 12.0]) + u * np.array([36.0, 48.0, 28.0])
+        lesions.append({"tissue": kind, "centre_mm": centre.tolist(), "radius_mm": radius})
+    return lesions
+
+
+def _paint_neck(head: HeadAnatomy) -> None:
+    """Cervical spine (vertebral bodies, arch, spinal canal) and the pharyngeal airway below the skull base."""
+    head.paint("cortical_bone", head.ellipsoid((0.0, -14.0, -150.0), (11.0, 10.0, 90.0)))
+    head.paint("cancellous_bone", head.ellipsoid((0.0, -14.0, -150.0), (11.0, 10.0, 90.0)) + 2.0)
+    head.paint("cortical_bone", head.ellipsoid((0.0, -32.0, -150.0), (10.0, 10.0, 90.0)))
+    head.paint("csf", head.ellipsoid((0.0, -32.0, -150.0), (6.0, 6.0, 92.0)))
+    head.paint("air_internal", head.ellipsoid((0.0, 14.0, -150.0), (9.0, 6.0, 92.0)))
+
+
+def _paint_mastoids(head: HeadAnatomy, aeration: float) -> None:
+    """Mastoid processes behind the ears; ``aeration`` in [0, 1] sets the size of their air cells."""
+    for side in (-1.0, 1.0):
+        centre = (side * 40.0, -30.0, -48.0)
+        head.paint("cortical_bone", head.ellipsoid(centre, (9.0, 11.0, 12.0)))
+        head.paint("cancellous_bone", head.ellipsoid(centre, (9.0, 11.0, 12.0)) + 1.5)
+        if aeration > 0.05:
+            head.paint("air_internal", head.ellipsoid(centre, (7.0 * aeration, 9.0 * aeration, 10.0 * aeration)))
+
+
+def build_anatomy(rng: np.random.Generator, shape: tuple[int, int, int], spacing_mm: tuple[float, float, float],
+                  variation: Variation = VARIATIONS["default"]) -> tuple[HeadAnatomy, np.ndarray, dict[str, Any]]:
     """Draw one subject's head.
 
     Args:
         rng: the subject's generator (consumed in a fixed order, so a seed gives the same head).
         shape: (X, Y, Z) voxels; the default field of view is about 210 x 210 x 170 mm.
         spacing_mm: voxel size, mm.
+        variation: the ranges the head's parameters are drawn from.
 
     Returns:
         ``(anatomy, body_sdf, params)``: the painted anatomy, the head's signed distance (mm; < 0 is the body,
         sinuses included) and the drawn shape parameters.
     """
+    v = variation
     fov = np.asarray(shape) * np.asarray(spacing_mm)
-    scale = rng.uniform(0.92, 1.04) * rng.uniform(0.96, 1.04, size=3) * min(1.0, fov[2] / 168.0, min(fov[:2]) / 210.0)
+    fit = min(1.0, fov[2] / 168.0, min(fov[:2]) / 210.0)  # smaller heads in a smaller field of view
+    scale = rng.uniform(*v.head_scale) * rng.uniform(*v.axis_scale, size=3) * fit
     params: dict[str, Any] = {
-        "rotation_deg": rng.uniform(-4.0, 4.0, size=3), "translation_mm": rng.uniform(-3.0, 3.0, size=3),
-        "scale": scale, "skull_mm": rng.uniform(5.5, 8.0), "scalp_mm": rng.uniform(4.5, 7.0),
-        "sinus_scale": rng.uniform(0.7, 1.3), "ventricle_scale": rng.uniform(0.7, 1.4),
+        "rotation_deg": rng.uniform(-v.rotation_deg, v.rotation_deg, size=3),
+        "translation_mm": rng.uniform(v.translation_low_mm, v.translation_high_mm, size=3),
+        "scale": scale, "skull_mm": rng.uniform(*v.skull_mm), "scalp_mm": rng.uniform(*v.scalp_mm),
+        "sinus_scale": rng.uniform(*v.sinus_scale), "ventricle_scale": rng.uniform(*v.ventricle_scale),
     }
+    shape_mm = draw(rng, v.shape_mm, params, "shape_mm")
+    skull_var_mm = draw(rng, v.skull_var_mm, params, "skull_var_mm")
+    atrophy = draw(rng, v.atrophy_mm, params, "atrophy_mm")
+    aeration = draw(rng, v.mastoid_aeration, params, "mastoid_aeration")
+    if v.max_lesions:
+        params["lesions"] = _draw_lesions(rng, v.max_lesions)
     head = HeadAnatomy(shape, spacing_mm, params["rotation_deg"], params["translation_mm"], scale)
     spacing = np.asarray(spacing_mm, dtype=float)
     coarse = smooth_field(rng, head.shape, tuple(80.0 / spacing))     # shape perturbation, ~80 mm wavelength
@@ -138,11 +198,13 @@ def build_anatomy(rng: np.random.Generator, shape: tuple[int, int, int], spacing
     skull_var = smooth_field(rng, head.shape, tuple(60.0 / spacing))  # skull thickness over the vault
 
     # 1. Outer shapes: cranial cavity, skull, scalp, and the face / skull-base block below the cavity.
-    cavity = head.ellipsoid((0.0, -8.0, 6.0), (64.0, 82.0, 62.0)) + 2.5 * coarse
-    skull_mm = params["skull_mm"] + 1.2 * skull_var
+    cavity = head.ellipsoid((0.0, -8.0, 6.0), (64.0, 82.0, 62.0)) + shape_mm * coarse
+    skull_mm = params["skull_mm"] + skull_var_mm * skull_var
     skull_outer = cavity - skull_mm
     face = head.ellipsoid((0.0, 20.0, -66.0), (62.0, 84.0, 52.0)) + 1.5 * coarse
     body = _smooth_union(skull_outer - params["scalp_mm"], face, 15.0)
+    if v.neck:
+        body = _smooth_union(body, head.ellipsoid((0.0, -5.0, -150.0), (46.0, 44.0, 100.0)), 12.0)
     head.paint("muscle", body)
     head.paint("fat", body + 1.5)                                     # skin 1.5 mm, then subcutaneous fat
     head.paint("muscle", body + 1.5 + rng.uniform(1.5, 3.0))          # galea / temporalis / facial muscle
@@ -165,6 +227,10 @@ def build_anatomy(rng: np.random.Generator, shape: tuple[int, int, int], spacing
     for side in (-1.0, 1.0):
         head.paint("fat", head.ellipsoid((side * 32.0, 58.0, -30.0), (17.0, 17.0, 15.0)))
         head.paint("csf", head.ellipsoid((side * 32.0, 58.0, -30.0), (11.5, 12.0, 11.5)))  # vitreous humour
+    if v.neck:
+        _paint_neck(head)
+    if isinstance(v.mastoid_aeration, tuple):
+        _paint_mastoids(head, aeration)
     # 4. Air spaces inside bone: frontal, sphenoid and maxillary sinuses, nasal cavity.
     s = params["sinus_scale"]
     head.paint("air_internal", head.ellipsoid((0.0, 72.0, -9.0), (13.0 * s, 6.0 * s, 9.0 * s)))
@@ -174,13 +240,17 @@ def build_anatomy(rng: np.random.Generator, shape: tuple[int, int, int], spacing
     head.paint("air_internal", head.ellipsoid((0.0, 72.0, -66.0), (5.0, 22.0, 24.0)))
     # 5. Intracranial: CSF, grey-matter ribbon with sulci, white matter, deep grey nuclei, falx, ventricles.
     head.paint("csf", cavity)
-    head.paint("grey_matter", cavity + 2.5 + 1.8 * np.abs(fine))
-    head.paint("white_matter", cavity + 6.0 + 4.0 * fine)
+    head.paint("grey_matter", cavity + (2.5 + atrophy) + 1.8 * np.abs(fine))
+    head.paint("white_matter", cavity + (6.0 + 1.5 * atrophy) + 4.0 * fine)
     falx = np.maximum(np.abs(head.x) - 1.0, -(head.z + 10.0))
     head.paint("csf", np.maximum(falx, cavity + 2.0))
     for side in (-1.0, 1.0):  # basal ganglia / thalamus
         head.paint("grey_matter", head.ellipsoid((side * 15.0, -2.0, 4.0), (8.0, 16.0, 9.0), yaw_deg=side * 8.0))
-    v = params["ventricle_scale"]
+    vs = params["ventricle_scale"]
     for side in (-1.0, 1.0):
-        head.paint("csf", head.ellipsoid((side * 7.0 * v, -6.0, 14.0), (4.5 * v, 24.0, 8.0 * v), yaw_deg=-side * 10.0))
+        ventricle = head.ellipsoid((side * 7.0 * vs, -6.0, 14.0), (4.5 * vs, 24.0, 8.0 * vs), yaw_deg=-side * 10.0)
+        head.paint("csf", ventricle)
+    for lesion in params.get("lesions", []):
+        r = lesion["radius_mm"]
+        head.paint(lesion["tissue"], head.ellipsoid(tuple(lesion["centre_mm"]), (r, r, r)))
     return head, body, params

@@ -1,62 +1,58 @@
-"""Series selection rules in the MONAI Deploy ``DICOMSeriesSelectorOperator`` JSON style.
+"""DICOM series selection rules (MONAI Deploy ``DICOMSeriesSelectorOperator`` JSON style): the one rule engine.
 
-Rules file shape::
+``drdd-med translate`` / ``SCTPredictor(dicom_rules=...)`` (through :func:`drdd_med.io.dicom_series.select_series`)
+and the PACS batch job (``pacs.json`` ``rules``) both parse and evaluate rules here, so one rules file selects the
+same series everywhere. The operators are documented once, in ``docs/pacs.md`` ("Selection rules")::
 
     {"selections": [{"name": "t1",
                      "conditions": {"Modality": "(?i)MR", "SeriesDescription": "(?i)t1",
-                                    "ImageType": ["ORIGINAL", "!LOCALIZER"], "SliceThickness": [0.5, 3.0],
+                                    "ImageType": ["ORIGINAL", "!LOCALIZER"], "SliceThickness": ["<", 3.0],
                                     "ImageOrientationPatient": "Axial"}}]}
 
-Condition values:
-
-* a string: regular expression searched in the attribute's value (any value of a multi-valued attribute);
-* ``[low, high]`` with numbers: inclusive numeric range; ``[low, ">"]`` / ``["<", high]`` are open-ended;
-* a list of strings: every plain item must be among the attribute's values, no ``"!item"`` may be;
-* ``"Axial"`` / ``"Sagittal"`` / ``"Coronal"`` for ``ImageOrientationPatient``: the dominant axis of the slice normal.
-
-The same rules are applied twice: to the C-FIND identifiers, where a PACS may not return every attribute
-(an absent or empty attribute leaves the condition *undecided*, so the series stays a candidate), and to the full
-headers after retrieval, where an absent attribute decides (no match, except for an exclusion-only list).
+A bare ``{keyword: condition}`` mapping is one unnamed selection. A series matches a selection when every
+condition holds for every one of its headers; selections are tried in order and the first match wins.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Condition", "Selection", "parse_rules", "first_match", "condition_keywords"]
+__all__ = ["Condition", "Selection", "parse_rules", "first_match", "matches_rules", "condition_keywords"]
 
-_ORIENTATIONS = {"sagittal": 0, "coronal": 1, "axial": 2}  # dominant component of the normal, in LPS
+_ORIENTATIONS = {"sagittal": 0, "coronal": 1, "axial": 2}  # dominant component of the slice normal
 _OPEN = (">", "<")
 
 
 def _values(ds: Any, keyword: str) -> list[str] | None:
     """The attribute's values as strings; ``None`` when absent or empty."""
+    from pydicom.multival import MultiValue
+
     value = ds.get(keyword) if hasattr(ds, "get") else None
-    if value is None:
-        return None
     if hasattr(value, "value"):  # a DataElement
         value = value.value
-    items = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    if value is None:
+        return None
+    items = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
     items = [str(v).strip() for v in items if v is not None and str(v).strip() != ""]
     return items or None
 
 
 @dataclass(frozen=True)
 class Condition:
-    """One ``keyword: value`` condition of a selection, already parsed.
+    """One parsed ``keyword: value`` condition.
 
     Attributes:
         keyword: DICOM keyword of the attribute tested.
         kind: ``"regex"``, ``"range"``, ``"set"`` or ``"orientation"``.
-        pattern: compiled regex (``regex``), or ``None``.
+        pattern: compiled regex (``regex``).
         low, high: inclusive range bounds (``range``; ``None`` when open).
         include, exclude: required and forbidden values (``set``).
-        axis: dominant normal axis 0/1/2 (``orientation``).
+        axis: dominant slice-normal axis 0/1/2 (``orientation``).
     """
 
     keyword: str
@@ -69,20 +65,16 @@ class Condition:
     axis: int | None = None
 
     def evaluate(self, ds: Any, partial: bool = False) -> bool | None:
-        """Test one dataset (or C-FIND identifier).
+        """Test one header (or C-FIND identifier).
 
         Args:
-            ds: pydicom Dataset (or any mapping with ``get(keyword)``).
-            partial: ``True`` for C-FIND identifiers: an absent/empty attribute returns ``None`` (undecided).
-
-        Returns:
-            ``True`` / ``False``, or ``None`` when ``partial`` and the attribute is unknown.
+            ds: pydicom Dataset, or any mapping with ``get(keyword)``.
+            partial: C-FIND identifiers: an absent or empty attribute gives ``None`` (undecided) instead of deciding
+                (no match, except for an exclusion-only list, which an absent attribute satisfies).
         """
         values = _values(ds, self.keyword)
         if values is None:
-            if partial:
-                return None
-            return self.kind == "set" and not self.include
+            return None if partial else (self.kind == "set" and not self.include)
         if self.kind == "regex":
             return any(self.pattern.search(v) for v in values)
         if self.kind == "set":
@@ -100,13 +92,12 @@ class Condition:
             return False
         if iop.shape != (6,):
             return False
-        normal = np.cross(iop[:3], iop[3:])
-        return int(np.argmax(np.abs(normal))) == self.axis
+        return int(np.argmax(np.abs(np.cross(iop[:3], iop[3:])))) == self.axis
 
 
 @dataclass(frozen=True)
 class Selection:
-    """A named set of conditions; a series is selected when all conditions hold."""
+    """A named set of conditions; a header matches when all conditions hold."""
 
     name: str
     conditions: tuple[Condition, ...]
@@ -121,7 +112,7 @@ class Selection:
 
 def _is_range(value: Any) -> bool:
     """``[low, high]`` with numbers, either bound possibly open (``">"`` / ``"<"``), not both open."""
-    if not isinstance(value, list) or len(value) != 2:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
         return False
     numbers = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in value]
     return any(numbers) and all(n or v in _OPEN for n, v in zip(numbers, value))
@@ -142,26 +133,37 @@ def _parse_condition(keyword: str, value: Any) -> Condition:
     if _is_range(value):
         low, high = (None if v in _OPEN else float(v) for v in value)
         if low is not None and high is not None and low > high:
-            raise ValueError(f"{keyword}: range {value} has low > high; write [low, high]")
+            raise ValueError(f"{keyword}: range {list(value)} has low > high; write [low, high]")
         return Condition(keyword, "range", low=low, high=high)
-    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip("!") for v in value):
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v.strip("!") for v in value):
         return Condition(keyword, "set", include=tuple(v for v in value if not v.startswith("!")),
                          exclude=tuple(v[1:] for v in value if v.startswith("!")))
-    raise ValueError(f"{keyword}: unsupported condition {value!r}; use a regex string, [low, high], "
-                     "a list of strings ('!x' excludes x) or Axial/Sagittal/Coronal for ImageOrientationPatient")
+    raise ValueError(f"{keyword}: unsupported condition {value!r}; use a regex string, [low, high] (['<', high], "
+                     "[low, '>']; [v, v] for one number), a list of strings ('!x' excludes x) or "
+                     "Axial/Sagittal/Coronal for ImageOrientationPatient")
 
 
 def parse_rules(rules: Any) -> list[Selection]:
-    """Parse ``{"selections": [{"name": ..., "conditions": {...}}, ...]}``.
+    """Parse ``{"selections": [{"name": ..., "conditions": {...}}, ...]}`` or a bare ``{keyword: condition}``.
+
+    Already parsed rules (a sequence of :class:`Selection`) are returned as a list.
 
     Raises:
         ValueError: naming every malformed selection or condition.
     """
-    if not isinstance(rules, dict) or not isinstance(rules.get("selections"), list) or not rules["selections"]:
+    if isinstance(rules, (list, tuple)) and rules and all(isinstance(s, Selection) for s in rules):
+        return list(rules)
+    if not isinstance(rules, Mapping):
+        raise ValueError('expected {"selections": [{"name": ..., "conditions": {...}}, ...]} or '
+                         f"{{keyword: condition}}, got {type(rules).__name__}")
+    if "selections" not in rules:
+        rules = {"selections": [{"name": "rules", "conditions": dict(rules)}]}
+    items = rules.get("selections")
+    if not isinstance(items, list) or not items:
         raise ValueError('expected {"selections": [{"name": ..., "conditions": {...}}, ...]} with at least one')
     problems, selections = [], []
-    for i, item in enumerate(rules["selections"]):
-        if not isinstance(item, dict) or not isinstance(item.get("conditions"), dict):
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or not isinstance(item.get("conditions"), Mapping):
             problems.append(f"selections[{i}] needs a 'conditions' object")
             continue
         name = str(item.get("name", f"selection{i}"))
@@ -183,7 +185,7 @@ def first_match(selections: Sequence[Selection], datasets: Iterable[Any] | Any,
 
     Args:
         selections: parsed rules, in priority order.
-        datasets: one C-FIND identifier (``partial=True``) or the series' instance headers (all must match).
+        datasets: one header or C-FIND identifier, or a series' instance headers (all must match).
         partial: treat absent attributes as undecided (C-FIND identifiers).
 
     Returns:
@@ -201,8 +203,13 @@ def first_match(selections: Sequence[Selection], datasets: Iterable[Any] | Any,
     return (undecided, None) if undecided is not None else (None, False)
 
 
+def matches_rules(datasets: Iterable[Any] | Any, rules: Any) -> bool:
+    """Whether a header (or every header of a series) matches a selection of ``rules`` (see :func:`parse_rules`)."""
+    return first_match(parse_rules(rules), datasets)[1] is True
+
+
 def condition_keywords(selections: Iterable[Selection]) -> list[str]:
-    """DICOM keywords the rules test, in first-seen order (used as C-FIND return keys)."""
+    """DICOM keywords the rules test, in first-seen order (the C-FIND return keys)."""
     seen: dict[str, None] = {}
     for selection in selections:
         for condition in selection.conditions:
