@@ -227,7 +227,8 @@ class Bench:
     # ------------------------------------------------------------------ scoring
     def score(self, recipe: str, seed: int = 0, fraction: float = 1.0, baselines: bool = False,
               montage: bool = False, residual_steps: int | None = None, noise_steps: int | None = None,
-              num_samples: int = 1, subtract_noise: bool = False, **overrides: Any) -> list[dict[str, Any]]:
+              num_samples: int = 1, subtract_noise: bool = False, noise_field: str | None = None,
+              **overrides: Any) -> list[dict[str, Any]]:
         """Train (or reuse) a model and score it with ``evaluate_predictor`` (SCTPredictor + evaluate_cases).
 
         Returns:
@@ -239,7 +240,8 @@ class Bench:
         from drdd_med.workflows.report import evaluate_predictor
 
         training = self.train(recipe, seed, fraction, **overrides)
-        options = {"residual_steps": residual_steps, "noise_steps": noise_steps, "num_samples": num_samples}
+        options = {"residual_steps": residual_steps, "noise_steps": noise_steps, "num_samples": num_samples,
+                   "noise_field": noise_field}
         if subtract_noise:
             options.update(noise_steps=0, subtract_noise=True)
         key = training + "|" + ",".join(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)
@@ -263,6 +265,7 @@ class Bench:
                "mode": predictor.config.mode, "preset": predictor.config.preset, "iterations": record["iterations"],
                "train_seconds": record["train_seconds"], "residual_steps": r, "noise_steps": n,
                "num_samples": predictor.num_samples, "subtract_noise": subtract_noise, "network_calls": calls,
+               "noise_field": getattr(predictor.inferer, "noise_field", None),
                "params": sum(p.numel() for p in predictor.network.parameters()),
                "sample_seconds_per_case": float(np.mean([c[0] for c in costs])),
                "sample_cpu_seconds_per_case": float(np.mean([c[1] for c in costs])), "threads": self.threads,
@@ -299,7 +302,7 @@ def run_section(name: str, bench: Bench, cfg: dict[str, Any]) -> dict[str, Any]:
         return {"rows": [row for k in cfg["samples"] for row in score("drdd", s0, num_samples=k)]}
     if name == "steps":
         rows = [row for r, n in cfg["step_pairs"] for row in score("drdd", s0, residual_steps=r, noise_steps=n)]
-        return {"rows": rows + score("drdd", s0, subtract_noise=True)}
+        return {"rows": rows + score("drdd", s0, subtract_noise=True) + score("drdd", s0, noise_field="independent")}
     if name == "noise_level":
         return {"rows": [row for lv in cfg["noise_levels"] for row in score("drdd", s0, noise_level=lv)]}
     if name == "data_efficiency":

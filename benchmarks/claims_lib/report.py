@@ -147,10 +147,11 @@ def _plots(state: dict[str, Any], out: Path) -> list[str]:
     curve("claims_budget.png", _budget_rows(state), lambda r: r["train_seconds"] / 60, "training wall-clock (min)",
           "MAE vs training budget")
     curve("claims_data_efficiency.png", section_rows(state, "data_efficiency"), lambda r: 100 * r["fraction"],
-          "training pairs (%)", "Data efficiency (DRDD's denoiser on all CT)", ("drdd", "regression", "linear"), True)
+          "training pairs (%)", "Data efficiency", ("drdd", "drdd_blind", "regression", "linear"), True)
     curve("claims_noise_level.png", section_rows(state, "noise_level"), lambda r: r["noise_level"], "noise level σ_n",
           "DRDD: noise level (both stages retrained)", ("drdd",))
-    curve("claims_steps.png", [r for r in section_rows(state, "steps") if not r["subtract_noise"]],
+    curve("claims_steps.png", [r for r in section_rows(state, "steps")
+                               if not r["subtract_noise"] and r.get("noise_field") != "independent"],
           lambda r: r["network_calls"], "U-Net calls (residual + noise steps)", "DRDD: sampling steps", ("drdd",))
     samples = section_rows(state, "samples")
     if len(samples) > 1:
@@ -308,7 +309,8 @@ def which_method_when(state: dict[str, Any]) -> str:
                          f"{'DRDD' if loss['drdd'] < loss['regression'] else 'regression'} loses less.")
     for section, column, name in (("noise_level", "noise_level", "noise level σ_n"),
                                   ("steps", "network_calls", "steps")):
-        rows = [r for r in section_rows(state, section) if not r.get("subtract_noise")]
+        rows = [r for r in section_rows(state, section)
+                if not r.get("subtract_noise") and r.get("noise_field") != "independent"]
         if len(rows) > 1:
             best = min(rows, key=lambda r: r["mean"]["mae"])
             text = ", ".join(f"{_step_label(r) if section == 'steps' else format(r[column], 'g')}: "
@@ -341,8 +343,10 @@ def which_method_when(state: dict[str, Any]) -> str:
 
 
 def _step_label(r: dict[str, Any]) -> str:
-    return f"{r['residual_steps']}+{r['noise_steps']}" + (" (noise subtracted, no denoiser)" if r["subtract_noise"]
-                                                          else "")
+    label = f"{r['residual_steps']}+{r['noise_steps']}" + (" (noise subtracted, no denoiser)" if r["subtract_noise"]
+                                                           else "")
+    return label + (" (noise drawn per voxel, not shared by the slices)" if r.get("noise_field") == "independent"
+                    else "")
 
 
 def write_report(state: dict[str, Any], out: Path) -> None:
