@@ -84,7 +84,9 @@ def test_every_section_ran_and_each_training_ran_its_budget(quick):
     assert configs["drdd_blind_s0"]["noise_conditioned"] is False and configs["drdd_s0"]["noise_conditioned"] is True
     assert configs["drdd_s0_noise_level0.5"]["noise_level"] == 0.5 and configs["drdd_s0"]["noise_level"] == 0.2
     assert {r["network_calls"] for r in _rows(state, "methods") if r["method"] == "regression"} == {1}
-    assert [r["network_calls"] for r in _rows(state, "steps")] == [2, 4, 2]  # 1+1, 2+2, 2 + subtracted noise
+    # 1+1, 2+2, 2 + subtracted noise, 2+2 with the noise drawn per voxel
+    assert [r["network_calls"] for r in _rows(state, "steps")] == [2, 4, 2, 4]
+    assert [r["noise_field"] for r in _rows(state, "steps")] == ["shared", "shared", "shared", "independent"]
     for row in state["rows"].values():
         assert 0 <= row["mean"]["mae"] < 4096
 
