@@ -37,7 +37,8 @@ def _env() -> dict[str, str]:
 def test_seeded_chaos_runs_store_each_series_exactly_once(tmp_path):
     out = tmp_path / "chaos.json"
     cmd = [sys.executable, str(CHAOS), "--runs", "2", "--seed", "1", "--series", "2", "--translator", "linear",
-           "--launcher", "fork", "--max-kills", "3", "--max-restarts", "1", "--out", str(out),
+           "--launcher", "fork", "--max-kills", "3", "--max-restarts", "1", "--restart-p", "1.0", "--delay-s", "1.0",
+           "--out", str(out),
            "--work", str(tmp_path / "work")]
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=140)
@@ -45,7 +46,8 @@ def test_seeded_chaos_runs_store_each_series_exactly_once(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(out.read_text())["summary"]
     assert summary["runs"] == summary["completed"] == 2
-    assert summary["kills"] >= 2 and summary["orthanc_restarts"] >= 1  # the seed makes both kinds of chaos
+    # every pass plans an Orthanc crash and each series takes 1 s, so crashes land while passes run, whatever the speed
+    assert summary["kills"] >= 2 and summary["orthanc_restarts"] >= 1
     for key in ("duplicates", "missing_series", "missing_instances", "extra_instances", "unexpected_sct", "orphans",
                 "not_stored", "not_idempotent", "third_party_log_lines", "identifier_leaks"):
         assert summary[key] == 0, (key, summary)
