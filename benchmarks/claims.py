@@ -195,8 +195,8 @@ class Bench:
         out = self.work / "runs" / name
         shutil.rmtree(out, ignore_errors=True)  # a fresh run, so that the recorded wall-clock is the whole training
         noise_from = None
-        conditioned = {"noise_conditioned": json.loads(TRAIN_CONFIG.read_text())["noise_conditioned"], **self.bundle,
-                       **recipe_overrides, **overrides}["noise_conditioned"]
+        conditioned = {"noise_conditioned": self.defaults["noise_conditioned"], **self.bundle, **recipe_overrides,
+                       **overrides}["noise_conditioned"]
         if fraction < 1.0 and recipe != "regression" and not conditioned:
             noise_from = self.train(recipe, seed, 1.0, **overrides)
             (out / "models").mkdir(parents=True)
