@@ -235,6 +235,7 @@ class Bench:
             The model's row (metrics per case and mean/std over cases, sampling cost, calibration of the std map
             when ``num_samples > 1``), then with ``baselines`` one row per trivial baseline of the same spec.
         """
+        from drdd_med.data.phantom.oracle import oracle_applies
         from drdd_med.workflows.data import evaluation_cases
         from drdd_med.workflows.predictor import SCTPredictor
         from drdd_med.workflows.report import evaluate_predictor
@@ -246,7 +247,9 @@ class Bench:
             options.update(noise_steps=0, subtract_noise=True)
         key = training + "|" + ",".join(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)
         spec = self.spec(fraction)
-        names = [key] + ([f"{b}|{spec.path.name}" for b in ("water", "linear")] if baselines else [])
+        references = ("water", "linear", "oracle") if oracle_applies(evaluation_cases(spec, self.cfg["split"])) else (
+            "water", "linear")  # the rows trivial_baselines gives
+        names = [key] + ([f"{b}|{spec.path.name}" for b in references] if baselines else [])
         if all(n in self.rows for n in names):
             return [self.rows[n] for n in names]
         predictor = SCTPredictor.from_bundle(self.work / "runs" / training, device=self.device, threads=self.threads,

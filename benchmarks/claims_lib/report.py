@@ -16,6 +16,7 @@ LABELS = {
     "drdd": "DRDD, bundle default", "drdd_blind": "DRDD, MR-blind denoiser (paper)", "drdd_joint": "DRDD, joint training",
     "drdd_2.5d": "DRDD, 2.5D", "regression": "Direct regression", "water": "Constant water (0 HU in the body)",
     "linear": "Linear MR→HU fit",
+    "oracle": "Segmentation oracle (the floor: true tissues where the MR shows them, population HU)",
 }
 #: (metric key of evaluate_cases, column title, decimals); a column shows only when the scorer gives its metric.
 METRICS = (("mae", "MAE HU", 1), ("mae_bone", "bone", 0), ("mae_soft_tissue", "soft tissue", 0), ("mae_air", "air", 0),
@@ -147,7 +148,7 @@ def _plots(state: dict[str, Any], out: Path) -> list[str]:
     curve("claims_budget.png", _budget_rows(state), lambda r: r["train_seconds"] / 60, "training wall-clock (min)",
           "MAE vs training budget")
     curve("claims_data_efficiency.png", section_rows(state, "data_efficiency"), lambda r: 100 * r["fraction"],
-          "training pairs (%)", "Data efficiency", ("drdd", "drdd_blind", "regression", "linear"), True)
+          "training pairs (%)", "Data efficiency", ("drdd", "drdd_blind", "regression", "linear", "oracle"), True)
     curve("claims_noise_level.png", section_rows(state, "noise_level"), lambda r: r["noise_level"], "noise level σ_n",
           "DRDD: noise level (both stages retrained)", ("drdd",))
     curve("claims_steps.png", [r for r in section_rows(state, "steps")
@@ -266,7 +267,7 @@ def which_method_when(state: dict[str, Any]) -> str:
                      f"({drdd['sample_seconds_per_case']:.1f} s per case) against 1 "
                      f"({reg['sample_seconds_per_case']:.1f} s), and trained {_duration(drdd)} against "
                      f"{_duration(reg)}.")
-        for b in ("water", "linear"):
+        for b in ("water", "linear", "oracle"):
             if b in summary:
                 lines.append(f"  {LABELS[b]}: {summary[b]['mean']['mae']:.1f} HU.")
     budget = _budget_rows(state)
@@ -378,7 +379,7 @@ def write_report(state: dict[str, Any], out: Path) -> None:
              *_table(section_rows(state, "noise_level"), "σ_n", lambda r: f"{r['noise_level']:g}", _COST), "",
              "## 5. Data efficiency (MAE HU; DRDD's denoiser is trained once on all CT and reused)", "",
              *_pivot(section_rows(state, "data_efficiency"), "fraction", _pairs_label,
-                     ("drdd", "regression", "linear")),
+                     ("drdd", "drdd_blind", "regression", "linear", "oracle")),
              "", "## 6. Training budget (MAE HU, training wall-clock)", "",
              *_pivot(_budget_rows(state), "budget", lambda v, rows: f"{v} iterations per stage",
                      ("drdd", "regression")), "",

@@ -7,7 +7,9 @@ mask when the case has one. Two trivial baselines put the model's numbers in con
 - :func:`fit_linear_baseline`: a least-squares line from percentile-normalised MR to HU, fitted inside the mask on
   training pairs.
 
-A model that does not beat both has learned nothing useful.
+A model that does not beat both has learned nothing useful. On the phantom, a third reference row shows how far
+from the floor a model is: :class:`PhantomOracleBaseline`, the sCT of a perfect tissue segmentation of the MR
+(:mod:`drdd_med.data.phantom.oracle`).
 
 :func:`evaluate_cases` is the one scorer: the training report and ``evaluate.json``
 (:func:`drdd_med.workflows.report.evaluate_bundle`), ``drdd-med evaluate`` and the benchmarks call it. Each case's
@@ -32,8 +34,8 @@ import numpy as np
 from drdd_med import keys
 
 __all__ = [
-    "METRIC_NAMES", "CaseBaseline", "CaseVolumes", "LinearBaseline", "axial_axis", "case_metrics",
-    "constant_water_baseline", "evaluate_cases", "fit_linear_baseline", "format_table", "load_volume",
+    "METRIC_NAMES", "CaseBaseline", "CaseVolumes", "LinearBaseline", "PhantomOracleBaseline", "axial_axis",
+    "case_metrics", "constant_water_baseline", "evaluate_cases", "fit_linear_baseline", "format_table", "load_volume",
     "trivial_baselines",
 ]
 
@@ -224,14 +226,29 @@ def fit_linear_baseline(train_cases: Sequence[Mapping[str, str]], lower: float =
     return LinearBaseline(slope, intercept, lower, upper)
 
 
-def trivial_baselines(training_cases: Sequence[Mapping[str, str]], source_normalize: Mapping[str, Any]) -> dict:
-    """The two reference methods every report shows: constant water, and (when training pairs exist) a linear MR->HU
-    fit with the model's own percentile normalisation (``source_normalize`` of its model config)."""
+class PhantomOracleBaseline(CaseBaseline):
+    """The phantom's segmentation oracle (:mod:`drdd_med.data.phantom.oracle`): the floor of an MR-only model."""
+
+    def __call__(self, case: CaseVolumes) -> np.ndarray:
+        from drdd_med.data.phantom.oracle import oracle_sct
+
+        return oracle_sct(case.item[keys.SOURCE])
+
+
+def trivial_baselines(training_cases: Sequence[Mapping[str, str]], source_normalize: Mapping[str, Any],
+                      evaluation_cases: Sequence[Mapping[str, str]] = ()) -> dict:
+    """The reference rows every report shows: constant water, (when training pairs exist) a linear MR->HU fit with
+    the model's own percentile normalisation (``source_normalize`` of its model config), and, when every one of
+    ``evaluation_cases`` is an MR of a phantom subject, the phantom's segmentation ``oracle`` (the floor)."""
+    from drdd_med.data.phantom.oracle import oracle_applies
+
     baselines: dict[str, Any] = {"water": constant_water_baseline()}
     paired = [case for case in training_cases if "target" in case]
     if paired:
         baselines["linear"] = fit_linear_baseline(paired, lower=source_normalize.get("lower", 0.5),
                                                   upper=source_normalize.get("upper", 99.5))
+    if oracle_applies(evaluation_cases):
+        baselines["oracle"] = PhantomOracleBaseline()
     return baselines
 
 

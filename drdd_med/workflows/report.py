@@ -36,7 +36,8 @@ def evaluate_predictor(predictor: Any, spec: DatasetSpec, out_dir: str | os.Path
         out_dir: output folder for ``metrics.json``, ``metrics.csv`` and ``montages/``.
         split: ``"training"``, ``"validation"`` or ``"test"``; when it has no case with a CT, the other held-out
             split is scored instead, with a warning (:func:`~drdd_med.workflows.data.evaluation_cases`).
-        baselines: also score the constant-water baseline and a linear MR->HU fit on the training pairs.
+        baselines: also score the constant-water baseline, a linear MR->HU fit on the training pairs and, on the
+            phantom's MR, its segmentation oracle (``trivial_baselines``).
         montage: write the per-case montages.
 
     Returns:
@@ -46,7 +47,7 @@ def evaluate_predictor(predictor: Any, spec: DatasetSpec, out_dir: str | os.Path
     from drdd_med.workflows.evaluate import evaluate_cases, format_table, trivial_baselines
 
     cases = evaluation_cases(spec, split)
-    methods = trivial_baselines(spec.items("training"), predictor.config.source_normalize) if baselines else {}
+    methods = trivial_baselines(spec.items("training"), predictor.config.source_normalize, cases) if baselines else {}
     domains = {case[keys.SOURCE]: case.get(keys.DOMAIN) for case in cases}  # each case as the domain it names
     result = evaluate_cases(cases, lambda source: predictor.predict(source, domain=domains[source]).hu, out_dir,
                             baselines=methods, montage=montage)
