@@ -56,6 +56,8 @@ SECTIONS = ("harmonization", "methods", "samples", "steps", "noise_level", "data
 RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "drdd": ("training", {}),
     "drdd_blind": ("training", {"noise_conditioned": False}),
+    # the MR-blind CT prior with the absolute-σ time input, trained over σ <= 1: one prior for every noise level
+    "drdd_prior": ("training", {"noise_conditioned": False, "noise_time_input": "absolute", "noise_sigma_max": 1.0}),
     "drdd_joint": ("train_joint", {}),
     "drdd_2.5d": ("training", {"mode": "2.5d"}),
     "regression": ("train_regression", {"method": "regression"}),
@@ -64,7 +66,7 @@ NOT_IN_BUNDLE = {name: "no run id of train.json trains it" for name in ("coupled
 
 #: Sizes of the full run; the bundle's own settings (train.json) apply to everything not listed.
 FULL: dict[str, Any] = dict(
-    seeds=[0, 1], variants=["drdd_blind", "drdd_joint", "drdd_2.5d"], budgets=[4, 8, 16, 32],
+    seeds=[0, 1], variants=["drdd_blind", "drdd_prior", "drdd_joint", "drdd_2.5d"], budgets=[4, 8, 16, 32],
     fractions=[1.0, 0.5, 0.25, 0.1], noise_levels=[0.1, 0.2, 0.5, 1.0], step_pairs=[[1, 1], [2, 2], [4, 4], [8, 8]],
     samples=[1, 2, 4, 8], mmd_levels=[0.0, 0.1, 0.3, 0.5, 0.8, 1.0, 1.3, 2.0], mmd_repeats=3, split="test",
     bundle={}, phantom={},

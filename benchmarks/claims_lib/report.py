@@ -13,7 +13,8 @@ from drdd_med.io.atomic import atomic_file, write_atomic
 __all__ = ["write_report", "section_rows", "method_summary", "which_method_when", "LABELS"]
 
 LABELS = {
-    "drdd": "DRDD, bundle default", "drdd_blind": "DRDD, MR-blind denoiser (paper)", "drdd_joint": "DRDD, joint training",
+    "drdd": "DRDD, bundle default", "drdd_blind": "DRDD, MR-blind denoiser (paper)",
+    "drdd_prior": "DRDD, MR-blind absolute-σ prior (σ ≤ 1)", "drdd_joint": "DRDD, joint training",
     "drdd_2.5d": "DRDD, 2.5D", "regression": "Direct regression", "water": "Constant water (0 HU in the body)",
     "linear": "Linear MR→HU fit",
     "oracle": "Segmentation oracle (the floor: true tissues where the MR shows them, population HU)",

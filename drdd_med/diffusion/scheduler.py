@@ -7,6 +7,7 @@ Variable -> symbol table (the paper's notation; METHOD.md §1):
 ``noise_coef``      β̄_t = noise_level * sqrt(1 - ā_t), noise-stage std
 ``residual_coef``   ᾱ_t = 1 - sqrt(ā_t) (optionally / ᾱ_{T-1}), residual fraction
 ``sigma_n``         β̄_{T-1}: the fixed noise of the residual stage and the sampler's starting std
+``train_noise_coef`` noise_sigma_max * sqrt(1 - ā_t): the noise stage's training stds (= ``noise_coef`` by default)
 ``t``, ``s``        current and next timestep of a sampling step; ``s = -1`` is the clean image
 ==================  =========================================================
 """
@@ -19,10 +20,12 @@ from monai.utils import unsqueeze_right
 
 from drdd_med.diffusion.anchor import source_anchor
 
-__all__ = ["DRDDScheduler", "RESIDUAL_SCHEDULES", "TIME_SCALE", "check_eta", "sampling_problem"]
+__all__ = ["DRDDScheduler", "NOISE_TIME_INPUTS", "RESIDUAL_SCHEDULES", "TIME_SCALE", "check_eta", "sampling_problem"]
 
 #: Accepted values of ``residual_schedule``.
 RESIDUAL_SCHEDULES = ("normalized", "code")
+#: Accepted values of ``noise_time_input``: ``"level"`` 1000·β̄_t/noise_level (reference code), ``"absolute"`` 1000·σ.
+NOISE_TIME_INPUTS = ("level", "absolute")
 #: The networks' time inputs are ``TIME_SCALE * coefficient`` (reference-code convention, METHOD.md §2).
 TIME_SCALE = 1000.0
 
@@ -67,6 +70,12 @@ class DRDDScheduler(Scheduler):
         num_train_timesteps: T, the number of training steps of each stage.
         noise_level: scale of the noise schedule; ``sigma_n = noise_level * sqrt(1 - ā_{T-1})`` (≈ noise_level).
             Values above 1 are allowed (METHOD.md §6.3).
+        noise_time_input: the noise net's time input. ``"level"`` (reference code): ``1000 * β̄_t / noise_level``,
+            which ties a denoiser to the one noise level it was trained at. ``"absolute"`` (METHOD.md §6.3):
+            ``1000 * σ`` with σ the state's noise std, so a denoiser trained over σ in (0, ``noise_sigma_max``]
+            serves every noise level up to it (one CT prior, trained once with ``train_noise``, reused).
+        noise_sigma_max: top of the noise stage's *training* range, ``noise_sigma_max * sqrt(1 - ā_t)``
+            (``"absolute"`` only; None: ``noise_level``). Sampling always runs the ``noise_level`` schedule.
         residual_schedule: ``"normalized"`` or ``"code"`` (see above).
         schedule: name of a MONAI ``NoiseSchedules`` beta schedule.
         schedule_args: keyword arguments of the beta schedule (e.g. ``beta_start``, ``beta_end``).
@@ -83,6 +92,8 @@ class DRDDScheduler(Scheduler):
         noise_level: float = 1.0,
         residual_schedule: str = "normalized",
         schedule: str = "linear_beta",
+        noise_time_input: str = "level",
+        noise_sigma_max: float | None = None,
         **schedule_args,
     ) -> None:
         if int(num_train_timesteps) < 2:
@@ -91,9 +102,20 @@ class DRDDScheduler(Scheduler):
             raise ValueError(f"noise_level must be > 0, got {noise_level}; 1.0 is the paper's default.")
         if residual_schedule not in RESIDUAL_SCHEDULES:
             raise ValueError(f"residual_schedule must be one of {RESIDUAL_SCHEDULES}, got {residual_schedule!r}.")
+        if noise_time_input not in NOISE_TIME_INPUTS:
+            raise ValueError(f"noise_time_input must be one of {NOISE_TIME_INPUTS}, got {noise_time_input!r}.")
+        sigma_max = float(noise_level if noise_sigma_max is None else noise_sigma_max)
+        if noise_time_input == "level" and sigma_max != float(noise_level):
+            raise ValueError(f"noise_sigma_max={noise_sigma_max} needs noise_time_input='absolute': a 'level' time "
+                             f"input cannot tell noise levels apart, so its denoiser trains at noise_level only.")
+        if not sigma_max >= float(noise_level):
+            raise ValueError(f"noise_sigma_max={noise_sigma_max} is below noise_level={noise_level}: the denoiser "
+                             "would sample at noise it never saw; train it with noise_sigma_max >= noise_level.")
         super().__init__(num_train_timesteps=num_train_timesteps, schedule=schedule, **schedule_args)
         self.noise_level = float(noise_level)
         self.residual_schedule = residual_schedule
+        self.noise_time_input = noise_time_input
+        self.noise_sigma_max = sigma_max
         self.time_scale = TIME_SCALE
 
         # Coefficients are computed once, in float64, from the (float32) MONAI betas (METHOD.md §2).
@@ -106,6 +128,7 @@ class DRDDScheduler(Scheduler):
         self._residual_coef64 = residual_coef
         self.register_buffer("abar", abar.float(), persistent=False)
         self.register_buffer("noise_coef", noise_coef.float(), persistent=False)
+        self.register_buffer("train_noise_coef", (noise_coef * (sigma_max / self.noise_level)).float(), persistent=False)
         self.register_buffer("residual_coef", residual_coef.float(), persistent=False)
 
     # ------------------------------------------------------------------ coefficients and time inputs
@@ -127,14 +150,24 @@ class DRDDScheduler(Scheduler):
         t = torch.as_tensor(t, device=self.residual_coef.device)
         return self.time_scale * self.residual_coef[t]
 
+    def noise_time_input_of(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The noise net's time input for noise std ``sigma``: ``1000 * sigma`` (absolute) or ``/ noise_level``."""
+        return self.time_scale * (sigma if self.noise_time_input == "absolute" else sigma / self.noise_level)
+
     def time_input_noise(self, t: torch.Tensor | int) -> torch.Tensor:
-        """Noise-net time input ``1000 * noise_coef[t] / noise_level`` (unit level: the reference convention)."""
+        """Noise-net time input of sampling step ``t`` (std ``noise_coef[t]``); "level": ``1000 * β̄_t / noise_level``."""
         t = torch.as_tensor(t, device=self.noise_coef.device)
-        return self.time_scale * self.noise_coef[t] / self.noise_level
+        return self.noise_time_input_of(self.noise_coef[t])
+
+    def time_input_noise_train(self, t: torch.Tensor | int) -> torch.Tensor:
+        """Noise-net time input of training step ``t`` (std ``train_noise_coef[t]``, see :meth:`add_noise`)."""
+        t = torch.as_tensor(t, device=self.train_noise_coef.device)
+        return self.noise_time_input_of(self.train_noise_coef[t])
 
     # ------------------------------------------------------------------ forward processes
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Noise-stage forward process ``x0 + noise_coef[t] * noise`` (variance exploding; METHOD.md §3.1).
+        """Noise-stage training forward process ``x0 + train_noise_coef[t] * noise`` (variance exploding; METHOD.md
+        §3.1); ``train_noise_coef`` is ``noise_coef`` unless ``noise_sigma_max`` widens the range.
 
         Args:
             original_samples: x0, (B, C, *spatial) float in [-1, 1].
@@ -144,7 +177,7 @@ class DRDDScheduler(Scheduler):
         Returns:
             x_t, same shape as ``original_samples``.
         """
-        coef = self._gather(self.noise_coef, timesteps, original_samples)
+        coef = self._gather(self.train_noise_coef, timesteps, original_samples)
         return original_samples + coef * noise
 
     def add_residual(

@@ -49,7 +49,8 @@ class _StageInferer(Inferer):
 
 
 class NoiseStageInferer(_StageInferer):
-    """ε̂ = E_φ(x0 + β̄_t ε [, source], 1000·β̄_t/noise_level) (noise loss, paper Eq. 9)."""
+    """ε̂ = E_φ(x0 + β̄_t ε [, source], time input of β̄_t) (noise loss, paper Eq. 9); β̄_t runs up to the scheduler's
+    ``noise_sigma_max``, the time input is its ``noise_time_input``."""
 
     def __call__(  # type: ignore[override]
         self,
@@ -61,7 +62,7 @@ class NoiseStageInferer(_StageInferer):
     ) -> torch.Tensor:
         self._check(inputs, network)
         x_t = self.scheduler.add_noise(inputs, noise, timesteps)
-        t_input = self.scheduler.time_input_noise(timesteps).to(inputs.device)
+        t_input = self.scheduler.time_input_noise_train(timesteps).to(inputs.device)
         return self._run(network, inputs, x_t, source, t_input, stage="noise")
 
 

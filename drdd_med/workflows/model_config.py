@@ -74,6 +74,11 @@ class ModelConfig:
         noise_conditioned: the noise net also receives the source (the bundle's default: it measured 12 HU better
             than the MR-blind prior on the phantom with the same residual net; the MR-blind one can use unpaired CT).
         residual_schedule: ``"normalized"`` or ``"code"``.
+        noise_time_input: the noise net's time input, ``"level"`` (``1000 * β̄_t / noise_level``, the reference
+            code's; the default) or ``"absolute"`` (``1000 * σ``, METHOD.md §6.3): see
+            :class:`~drdd_med.diffusion.DRDDScheduler`.
+        noise_sigma_max: top of the noise stage's training range (``"absolute"`` only; None: ``noise_level``). A
+            denoiser trained with it serves any ``noise_level`` up to it, so ``train_residual`` can reuse it.
         num_train_timesteps: T of both stages.
         residual_steps: default residual sampling steps, 1 to T.
         noise_steps: default noise sampling steps, 0 to T (0: the no-denoiser ablation's hand-over state).
@@ -112,6 +117,8 @@ class ModelConfig:
     noise_level: float = 1.0
     noise_conditioned: bool = False
     residual_schedule: str = "normalized"
+    noise_time_input: str = "level"
+    noise_sigma_max: float | None = None
     num_train_timesteps: int = 1000
     residual_steps: int = 2
     noise_steps: int = 2
@@ -134,8 +141,8 @@ class ModelConfig:
         # 'true' is truthy, and so is 'false') stops the run at once instead of training the wrong network
         defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
                     for f in dataclasses.fields(self)}
-        wrong = [f"{k}={getattr(self, k)!r} (expected {_kind(v)})" for k, v in defaults.items()
-                 if not _same_kind(v, getattr(self, k))]
+        wrong = [f"{k}={getattr(self, k)!r} (expected {_kind(v, k)})" for k, v in defaults.items()
+                 if not _same_kind(v, getattr(self, k), k)]
         if wrong:
             raise ValueError(f"model config value(s) of the wrong type: {', '.join(wrong)}; on the command line "
                              "booleans are True / False (e.g. --noise_conditioned True).")
@@ -154,6 +161,9 @@ class ModelConfig:
             problems.append(f"num_slices={self.num_slices} must be odd and >= 1")
         elif self.mode != "2.5d" and self.num_slices != 1:
             problems.append(f"num_slices={self.num_slices} needs mode '2.5d' (mode {self.mode!r} uses 1)")
+        scheduler_problem = self._scheduler_problem()
+        if scheduler_problem:
+            problems.append(scheduler_problem)
         steps_problem = sampling_problem(self.residual_steps, self.noise_steps, self.num_train_timesteps)
         if steps_problem:
             problems.append(steps_problem)
@@ -166,6 +176,14 @@ class ModelConfig:
         problems += self._domain_problems()
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems) + ".")
+
+    def _scheduler_problem(self) -> str | None:
+        """The scheduler's refusal of ``noise_level`` / ``noise_time_input`` / ``noise_sigma_max``, or None."""
+        try:
+            self.build_scheduler()
+        except ValueError as exc:
+            return str(exc).rstrip(".")
+        return None
 
     def _domain_problems(self) -> list[str]:
         """Check ``domains`` / ``domain_normalize`` / ``domain_embedding``; put the domains in ``DOMAINS`` order."""
@@ -335,7 +353,8 @@ class ModelConfig:
         from drdd_med.diffusion.scheduler import DRDDScheduler
 
         return DRDDScheduler(num_train_timesteps=self.num_train_timesteps, noise_level=self.noise_level,
-                             residual_schedule=self.residual_schedule)
+                             residual_schedule=self.residual_schedule, noise_time_input=self.noise_time_input,
+                             noise_sigma_max=self.noise_sigma_max)
 
     def build_inferer(self, **overrides: Any) -> Any:
         """A :class:`~drdd_med.inferers.volume.VolumeDRDDInferer` for whole volumes (``method="regression"``: a
@@ -386,13 +405,21 @@ class ModelConfig:
                                         target_norm=self.target_normalize, output_dir=output_dir)
 
 
-def _kind(default: Any) -> str:
+#: Fields that are a number or null (None: a value derived from another field).
+_OPTIONAL_NUMBERS = ("noise_sigma_max",)
+
+
+def _kind(default: Any, name: str = "") -> str:
+    if name in _OPTIONAL_NUMBERS:
+        return "a number or null"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "an object"}.get(type(default), "a list or null")
 
 
-def _same_kind(default: Any, value: Any) -> bool:
+def _same_kind(default: Any, value: Any, name: str = "") -> bool:
     """Whether a JSON value fits a field with this default (ints are numbers; ``pixdim`` may be null or a list)."""
+    if name in _OPTIONAL_NUMBERS:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
     if default is None:
         return value is None or isinstance(value, (list, tuple))
     if isinstance(default, list):

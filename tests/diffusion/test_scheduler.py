@@ -124,3 +124,35 @@ def test_invalid_arguments_raise(kwargs):
 def test_invalid_step_count_raises():
     with pytest.raises(ValueError, match="number of steps"):
         DRDDScheduler().timesteps_for(0)
+
+
+def test_absolute_time_input_lets_one_denoiser_serve_several_noise_levels():
+    """With absolute time inputs, every sampling state of a level ≤ σ_max gets the time input the denoiser saw in
+    training at the same noise std; with the reference "level" input the same std gets another input per level."""
+    prior = DRDDScheduler(noise_level=1.0, noise_time_input="absolute", noise_sigma_max=1.0)
+    train_std, train_input = prior.train_noise_coef.double(), prior.time_input_noise_train(torch.arange(1000)).double()
+    for level in (0.2, 0.5, 1.0):
+        sampler = DRDDScheduler(noise_level=level, noise_time_input="absolute", noise_sigma_max=1.0)
+        assert sampler.sigma_n == pytest.approx(level * float(torch.sqrt(1 - sampler.abar[-1].double())), rel=1e-6)
+        for t in sampler.timesteps_for(4)[:-1]:
+            sigma = float(sampler.noise_coef[t])
+            seen = int(torch.argmin((train_std - sigma).abs()))
+            assert float(train_std[seen]) == pytest.approx(sigma, rel=2e-2)  # that std is in the training range
+            assert float(sampler.time_input_noise(t)) == pytest.approx(float(train_input[seen]), rel=2e-2)
+            assert float(sampler.time_input_noise(t)) == pytest.approx(1000.0 * sigma, rel=1e-6)
+    tied = [float(DRDDScheduler(noise_level=v).time_input_noise(999)) for v in (0.2, 1.0)]
+    assert tied[0] == pytest.approx(tied[1])  # "level": σ 0.2 and σ 1.0 both read as 1000
+
+
+def test_level_time_input_is_the_reference_default_and_noise_sigma_max_needs_absolute():
+    level = DRDDScheduler(noise_level=0.2)
+    torch.testing.assert_close(level.train_noise_coef, level.noise_coef)
+    assert float(level.time_input_noise(999)) == pytest.approx(1000 * float(level.noise_coef[999]) / 0.2, rel=1e-6)
+    absolute = DRDDScheduler(noise_level=0.2, noise_time_input="absolute")
+    torch.testing.assert_close(absolute.train_noise_coef, absolute.noise_coef)  # σ_max defaults to the level
+    with pytest.raises(ValueError, match="needs noise_time_input='absolute'"):
+        DRDDScheduler(noise_level=0.2, noise_sigma_max=1.0)
+    with pytest.raises(ValueError, match="below noise_level"):
+        DRDDScheduler(noise_level=0.5, noise_time_input="absolute", noise_sigma_max=0.2)
+    with pytest.raises(ValueError, match="noise_time_input must be one of"):
+        DRDDScheduler(noise_time_input="sigma")

@@ -108,3 +108,15 @@ def test_stage_inferer_rejects_indivisible_patches():
     x0 = torch.zeros(1, 1, 8, 9)
     with pytest.raises(ValueError, match="DivisiblePad"):
         NoiseStageInferer(sched)(x0, net, noise=torch.zeros_like(x0), timesteps=torch.tensor([3]))
+
+
+def test_absolute_noise_stage_trains_over_sigma_max_with_time_input_1000_sigma():
+    """noise_time_input="absolute", noise_sigma_max=1 at noise level 0.2: the states span the σ_max schedule and
+    the time input is 1000 σ of each state (METHOD.md §6.3)."""
+    sched, wide = DRDDScheduler(noise_level=0.2, noise_time_input="absolute", noise_sigma_max=1.0), Reference(1.0)
+    _, x0, noise, t = _inputs()
+    net = Recorder()
+    NoiseStageInferer(sched)(x0, net, noise=noise, timesteps=t)
+    torch.testing.assert_close(net.x, x0 + _coef([wide.noise(v) for v in t.tolist()], x0) * noise, atol=1e-6, rtol=0)
+    torch.testing.assert_close(net.timesteps, torch.tensor([1000 * wide.noise(v) for v in t.tolist()]),
+                               atol=1e-3, rtol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -129,3 +130,25 @@ def test_separate_stage_run_ids_train_one_stage_each(tmp_path):
     assert averaged and set(averaged) == set(exported)
     for name, value in exported.items():
         assert torch.equal(value, averaged[name]), name
+
+
+def test_one_absolute_sigma_prior_serves_residual_stages_at_two_noise_levels(tmp_path):
+    """``train_noise`` once with ``noise_time_input=absolute`` over σ ≤ 1 (MR-blind, CT only); ``train_residual`` at
+    σ_n 0.2 and 0.5 each reuse that prior: both exported models carry its weights and the absolute-σ settings."""
+    prior = ["--noise_conditioned", "False", "--noise_time_input", "absolute", "--noise_sigma_max", "1.0"]
+    first = tmp_path / "level02"
+    run_bundle("run", "train_noise", "--config_file", TRAIN, "--bundle_root", str(first), "--noise_level", "1.0",
+               *prior, *TINY)
+    second = tmp_path / "level05"
+    (second / "models").mkdir(parents=True)
+    shutil.copy2(first / "models" / "noise_checkpoint.pt", second / "models")
+    shutil.copytree(first / "data", second / "data")
+    exported = []
+    for root, level in ((first, 0.2), (second, 0.5)):
+        run_bundle("run", "train_residual", "--config_file", TRAIN, "--bundle_root", str(root), "--noise_level",
+                   str(level), *prior, *TINY)
+        config = ModelConfig.load(root / "models" / "model_config.json")
+        assert (config.noise_level, config.noise_time_input, config.noise_sigma_max) == (level, "absolute", 1.0)
+        assert config.build_scheduler().time_input_noise(999).item() == pytest.approx(1000 * level, rel=1e-4)
+        exported.append(load_weights(config.build_network(), root / "models" / "model.pt").noise_net.state_dict())
+    assert all(torch.equal(exported[0][k], exported[1][k]) for k in exported[0])

@@ -98,3 +98,17 @@ def test_a_string_boolean_from_the_command_line_is_refused_at_construction():
     with pytest.raises(ValueError, match=r"noise_conditioned='false'.*--noise_conditioned True"):
         ModelConfig(noise_conditioned="false")
     assert ModelConfig(roi_size=(32, 32, 32)).roi_size == [32, 32, 32]  # tuples from Python callers stay welcome
+
+
+def test_noise_time_input_settings_round_trip_and_are_checked():
+    config = ModelConfig(noise_level=0.2, noise_time_input="absolute", noise_sigma_max=1.0)
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    sched = config.build_scheduler()
+    assert (sched.noise_time_input, sched.noise_sigma_max) == ("absolute", 1.0)
+    assert ModelConfig.from_dict({"noise_level": 0.2}).noise_time_input == "level"  # configs written before it
+    with pytest.raises(ValueError, match="below noise_level"):
+        ModelConfig(noise_level=0.5, noise_time_input="absolute", noise_sigma_max=0.2)
+    with pytest.raises(ValueError, match="needs noise_time_input='absolute'"):
+        ModelConfig(noise_level=0.2, noise_sigma_max=1.0)
+    with pytest.raises(ValueError, match="expected a number or null"):
+        ModelConfig(noise_time_input="absolute", noise_sigma_max="1.0")
