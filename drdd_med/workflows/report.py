@@ -1,4 +1,4 @@
-"""Bundle reports: score a trained model on a spec split against real CT and two trivial baselines.
+"""Bundle reports: score a trained model on a spec split against real CT, trivial baselines and the phantom's floor.
 
 :func:`evaluate_predictor` is the one evaluation of a model on a spec: ``drdd-med evaluate`` calls it with the
 predictor it loaded, and :func:`evaluate_bundle` (``train.json``'s validation report after training, and
