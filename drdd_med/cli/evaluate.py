@@ -48,7 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--montage", action=argparse.BooleanOptionalAction, default=True,
                    help="write montage PNGs (default: on)")
     p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
-                   help="also score the water and linear baselines and, on the phantom, its segmentation-oracle floor (default: on)")
+                   help="also score the water and linear baselines and, on the phantom, its segmentation-oracle "
+                        "floor (default: on)")
     p.set_defaults(func=run)
     return p
 

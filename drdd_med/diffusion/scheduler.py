@@ -24,7 +24,8 @@ __all__ = ["DRDDScheduler", "NOISE_TIME_INPUTS", "RESIDUAL_SCHEDULES", "TIME_SCA
 
 #: Accepted values of ``residual_schedule``.
 RESIDUAL_SCHEDULES = ("normalized", "code")
-#: Accepted values of ``noise_time_input``: ``"level"`` 1000·β̄_t/noise_level (reference code), ``"absolute"`` 1000·σ.
+#: Accepted values of ``noise_time_input``: ``"level"`` 1000·β̄_t/noise_level (reference code), ``"absolute"``
+#: 1000·σ (METHOD.md §6.3).
 NOISE_TIME_INPUTS = ("level", "absolute")
 #: The networks' time inputs are ``TIME_SCALE * coefficient`` (reference-code convention, METHOD.md §2).
 TIME_SCALE = 1000.0
@@ -128,7 +129,8 @@ class DRDDScheduler(Scheduler):
         self._residual_coef64 = residual_coef
         self.register_buffer("abar", abar.float(), persistent=False)
         self.register_buffer("noise_coef", noise_coef.float(), persistent=False)
-        self.register_buffer("train_noise_coef", (noise_coef * (sigma_max / self.noise_level)).float(), persistent=False)
+        train_noise_coef = noise_coef * (sigma_max / self.noise_level)
+        self.register_buffer("train_noise_coef", train_noise_coef.float(), persistent=False)
         self.register_buffer("residual_coef", residual_coef.float(), persistent=False)
 
     # ------------------------------------------------------------------ coefficients and time inputs
@@ -155,7 +157,7 @@ class DRDDScheduler(Scheduler):
         return self.time_scale * (sigma if self.noise_time_input == "absolute" else sigma / self.noise_level)
 
     def time_input_noise(self, t: torch.Tensor | int) -> torch.Tensor:
-        """Noise-net time input of sampling step ``t`` (std ``noise_coef[t]``); "level": ``1000 * β̄_t / noise_level``."""
+        """Noise-net time input of sampling step ``t`` (std ``noise_coef[t]``); "level": 1000·β̄_t / noise_level."""
         t = torch.as_tensor(t, device=self.noise_coef.device)
         return self.noise_time_input_of(self.noise_coef[t])
 

@@ -49,8 +49,8 @@ class _StageInferer(Inferer):
 
 
 class NoiseStageInferer(_StageInferer):
-    """ε̂ = E_φ(x0 + β̄_t ε [, source], time input of β̄_t) (noise loss, paper Eq. 9); β̄_t runs up to the scheduler's
-    ``noise_sigma_max``, the time input is its ``noise_time_input``."""
+    """ε̂ = E_φ(x0 + β̄_t ε [, source], time input of β̄_t) (noise loss, paper Eq. 9); β̄_t runs up to the
+    scheduler's ``noise_sigma_max``, the time input is its ``noise_time_input``."""
 
     def __call__(  # type: ignore[override]
         self,

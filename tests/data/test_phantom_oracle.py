@@ -41,8 +41,8 @@ def test_pure_tissue_voxels_get_the_population_ct_number(dataset):
     gen = json.loads((dataset / "phantom.json").read_text())["generator"]
     motion = json.loads((dataset / "s000" / "params.json").read_text())["mr"]
     fractions = subject_fractions([gen["seed"], 0], gen["shape"], gen["spacing_mm"])
-    moved = np.stack([rigid_resample(f, np.asarray(gen["spacing_mm"]), np.asarray(motion["misregistration_rotation_deg"]),
-                                     np.asarray(motion["misregistration_translation_mm"])) for f in fractions])
+    rotation, translation = (np.asarray(motion[f"misregistration_{k}"]) for k in ("rotation_deg", "translation_mm"))
+    moved = np.stack([rigid_resample(f, np.asarray(gen["spacing_mm"]), rotation, translation) for f in fractions])
     sct, expected = oracle_sct(dataset / "s000" / "mr.nii.gz"), population_ct_numbers()
     checked = 0
     for k, tissue in enumerate(TISSUES):
