@@ -30,10 +30,10 @@ def test_evaluate_prints_table_and_writes_metrics(tmp_path, capsys, setup):
     code = main(["evaluate", "--spec", str(spec), "--bundle", str(bundle), "--out", str(tmp_path), "--device", "cpu"])
     stdout = capsys.readouterr().out
     assert code == 0
-    for name in ("| model |", "| water |", "| linear |", "mae"):
+    for name in ("| model |", "| water |", "| linear |", "| oracle |", "mae"):
         assert name in stdout
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["num_cases"] == 1 and set(saved["baselines"]) == {"water", "linear"}
+    assert saved["num_cases"] == 1 and set(saved["baselines"]) == {"water", "linear", "oracle"}
     # the same numbers as scoring the predictor's output directly
     case = json.loads(spec.read_text())["test"][0]
     sct = SCTPredictor.from_bundle(bundle, device="cpu").predict(spec.parent / case["source"]).hu[0].numpy()

@@ -45,7 +45,7 @@ def test_one_regression_stage_trains_and_exports_its_ema(trained):
     assert any(not torch.equal(exported[k], state["regression_net"][k]) for k in ema)  # EMA, not the raw weights
 
     report = json.loads((root / "eval" / "validation" / "metrics.json").read_text())
-    assert set(report["baselines"]) == {"water", "linear"} and report["num_cases"] == 1
+    assert set(report["baselines"]) == {"water", "linear", "oracle"} and report["num_cases"] == 1
     assert [c["mae"] for c in report["cases"]] == pytest.approx(recomputed_maes(root, report), abs=0.05)
     assert "| model |" in log and "| linear |" in log
 

@@ -41,7 +41,7 @@ def test_training_runs_both_stages_and_writes_every_output(trained):
     assert (config.mode, config.preset, config.residual_steps, config.noise_steps) == ("2d", "tiny", 2, 2)
     load_weights(config.build_network(), root / "models" / "model.pt")  # strict, weights_only
     report = json.loads((root / "eval" / "validation" / "metrics.json").read_text())
-    assert set(report["baselines"]) == {"water", "linear"} and report["num_cases"] == 1
+    assert set(report["baselines"]) == {"water", "linear", "oracle"} and report["num_cases"] == 1
     assert [c["mae"] for c in report["cases"]] == pytest.approx(recomputed_maes(root, report), abs=0.5)
     assert list((root / "eval" / "validation" / "montages").glob("*.png"))
 

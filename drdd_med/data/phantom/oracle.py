@@ -80,7 +80,8 @@ def oracle_sct(source: str | Path) -> np.ndarray:
     found = _locate(source)
     if found is None:
         raise ValueError(f"{source}: not a T1w/T2w source of a drdd_med phantom subject "
-                         f"(s<NNN>/{'|'.join(_FILE_DOMAIN)} next to params.json, with {SPEC_NAME} one folder up); the oracle needs its ground truth.")
+                         f"(s<NNN>/{'|'.join(_FILE_DOMAIN)} next to params.json, with {SPEC_NAME} one folder up); "
+                         "the oracle needs its ground truth.")
     folder, index, domain, gen = found
     variation = gen.get("variation", "default")
     fractions = subject_fractions([gen["seed"], index], gen["shape"], gen["spacing_mm"], variation)
