@@ -18,7 +18,6 @@ Results: ``<out>/phantom_floor_<name>.json`` (per split: mean, std and per-case 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import logging
 import sys
@@ -27,15 +26,9 @@ from pathlib import Path
 from typing import Any
 
 _HERE = Path(__file__).resolve().parent
-TRAIN_CONFIG = _HERE.parent / "bundles" / "drdd" / "train.json"
+sys.path.insert(0, str(_HERE))
 
-
-def _assignment(text: str) -> tuple[str, Any]:
-    key, _, value = text.partition("=")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+from claims import TRAIN_CONFIG, _assignment  # noqa: E402
 
 
 def floor(phantom: dict[str, Any], work: Path, splits: tuple[str, ...] = ("validation", "test")) -> dict[str, Any]:

@@ -139,10 +139,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         # checked before anything else, so that a bundle override such as ``--noise_conditioned true`` (the string
         # 'true' is truthy, and so is 'false') stops the run at once instead of training the wrong network
-        defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-                    for f in dataclasses.fields(self)}
-        wrong = [f"{k}={getattr(self, k)!r} (expected {_kind(v, k)})" for k, v in defaults.items()
-                 if not _same_kind(v, getattr(self, k), k)]
+        fields = dataclasses.fields(self)
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in fields}
+        hints = {f.name: str(f.type) for f in fields}
+        wrong = [f"{k}={getattr(self, k)!r} (expected {_kind(v, hints[k])})" for k, v in defaults.items()
+                 if not _same_kind(v, getattr(self, k), hints[k])]
         if wrong:
             raise ValueError(f"model config value(s) of the wrong type: {', '.join(wrong)}; on the command line "
                              "booleans are True / False (e.g. --noise_conditioned True).")
@@ -405,20 +407,17 @@ class ModelConfig:
                                         target_norm=self.target_normalize, output_dir=output_dir)
 
 
-#: Fields that are a number or null (None: a value derived from another field).
-_OPTIONAL_NUMBERS = ("noise_sigma_max",)
-
-
-def _kind(default: Any, name: str = "") -> str:
-    if name in _OPTIONAL_NUMBERS:
+def _kind(default: Any, hint: str = "") -> str:
+    if default is None and not hint.startswith("list"):
         return "a number or null"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "an object"}.get(type(default), "a list or null")
 
 
-def _same_kind(default: Any, value: Any, name: str = "") -> bool:
-    """Whether a JSON value fits a field with this default (ints are numbers; ``pixdim`` may be null or a list)."""
-    if name in _OPTIONAL_NUMBERS:
+def _same_kind(default: Any, value: Any, hint: str = "") -> bool:
+    """Whether a JSON value fits a field with this default and annotation ``hint`` (ints are numbers; a field
+    declared ``list[...] | None`` such as ``pixdim`` may be null or a list, ``float | None`` null or a number)."""
+    if default is None and not hint.startswith("list"):
         return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
     if default is None:
         return value is None or isinstance(value, (list, tuple))
