@@ -43,6 +43,8 @@ import torch  # noqa: E402
 
 import drdd_med  # noqa: E402
 from claims_lib.harmonize import harmonization, spec_slices  # noqa: E402
+from claims_lib.merge import (merge_states, recorded_params, runs_of, section_params,  # noqa: E402
+                              setup_difference, stamp_params)
 from claims_lib.report import write_report  # noqa: E402
 from drdd_med import keys, runtime  # noqa: E402
 from drdd_med.io.atomic import write_atomic  # noqa: E402
@@ -345,6 +347,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="32x32x16 phantom, tiny nets, a few iterations")
     p.add_argument("--resume", action="store_true", help="keep the finished trainings and rows of <out>/claims.json")
     p.add_argument("--report-only", action="store_true", help="rewrite the markdown and plots from claims.json")
+    p.add_argument("--merge", nargs="+", metavar="CLAIMS_JSON", help="write one report into --out from the "
+                   "claims.json of compatible partial runs (same bundle overrides, phantom and split)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument("--out", default=str(_HERE / "results"), help="claims.json, claims.md, which_method_when.md, PNGs")
     p.add_argument("--work", default=str(_HERE / "_work" / "claims"), help="phantom, trained bundles, sCT files")
@@ -387,28 +391,37 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{json_path}: written by an earlier version of this benchmark; run it again.")
         write_report(state, out)
         return 0
+    if args.merge:
+        return merge(args.merge, out)
     cfg = config(args)
     state: dict[str, Any] = {}
     if args.resume and json_path.is_file():
-        state = json.loads(json_path.read_text())
-        if state.get("config") != cfg:
-            raise SystemExit(f"{json_path}: made with another configuration ({state.get('config')}); rerun with the "
+        state = stamp_params(json.loads(json_path.read_text()))
+        differ = setup_difference(state.get("config", {}) | {"quick": state.get("meta", {}).get("quick")},
+                                  cfg | {"quick": args.quick})
+        if differ:
+            raise SystemExit(f"{json_path}: made with another setup ({', '.join(differ)} differ); rerun with the "
                              "same options, or without --resume to start again.")
-    state.setdefault("config", cfg)
+    state["config"] = cfg  # the sections' own lists are kept with each section (``params``)
     state.setdefault("trainings", {})
     state.setdefault("sections", {})
     state.setdefault("rows", {})
-    meta = state.setdefault("meta", {"elapsed_seconds": 0.0, "commands": []})
-    meta["commands"].append("python benchmarks/claims.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    meta = state.setdefault("meta", {})
+    meta["runs"] = runs_of(meta) if meta else []
+    this_run = {"command": "python benchmarks/claims.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                "seconds": 0.0}
+    meta["runs"].append(this_run)
+    for legacy in ("commands", "elapsed_seconds"):
+        meta.pop(legacy, None)
     device = runtime.resolve_device(args.device)
     meta.update(quick=args.quick, torch=torch.__version__, drdd_med=drdd_med.__version__, threads=args.threads,
                 cpu=platform.processor() or platform.machine(), cpus=runtime.available_cpus(), device=str(device),
                 precision=runtime.resolve_precision("auto", device), load_at_start=_load())
     runtime.configure_threads(args.threads)
-    started, before = time.perf_counter(), float(meta["elapsed_seconds"])
+    started = time.perf_counter()
 
     def save() -> None:
-        meta["elapsed_seconds"] = round(before + time.perf_counter() - started, 1)
+        this_run["seconds"] = round(time.perf_counter() - started, 1)
         meta["partial"] = any(state["sections"].get(s, {}).get("status") != "done" for s in SECTIONS)
         write_atomic(json_path, json.dumps(state, indent=1) + "\n")
 
@@ -422,15 +435,17 @@ def main(argv: list[str] | None = None) -> int:
                      "cases": [{"id": c.get("id"), **{k: c[k] for k in (keys.SOURCE, keys.TARGET, keys.MASK)}}
                                for c in evaluation_cases(spec, cfg["split"])]}
     for name in (s for s in SECTIONS if not args.only or s in args.only):
-        if state["sections"].get(name, {}).get("status") == "done":
+        params = section_params(name, cfg)
+        if recorded_params(state, name) == params:
             logger.info("section %s: done, skipped", name)
             continue
-        logger.info("section %s (%.0f s so far)", name, before + time.perf_counter() - started)
+        logger.info("section %s (%.0f s so far)", name, time.perf_counter() - started)
         t0 = time.perf_counter()
         result = run_section(name, bench, cfg)
         if "rows" in result:
             result["rows"] = list(dict.fromkeys(row["key"] for row in result["rows"]))
-        state["sections"][name] = {"status": "done", "seconds": round(time.perf_counter() - t0, 1), **result}
+        state["sections"][name] = {"status": "done", "seconds": round(time.perf_counter() - t0, 1), "params": params,
+                                   "finished": round(time.time(), 1), **result}
         save()
         if not args.quick:
             write_report(state, out)
@@ -438,6 +453,27 @@ def main(argv: list[str] | None = None) -> int:
     save()
     write_report(state, out)
     logger.info("finished in %.0f s; results in %s", time.perf_counter() - started, out)
+    return 0
+
+
+def merge(paths: list[str], out: Path) -> int:
+    """``--merge``: one claims.json and report in ``out`` from the claims.json of compatible partial runs."""
+    states = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise SystemExit(f"--merge: {path} does not exist.")
+        state = json.loads(path.read_text())
+        if "sections" not in state:
+            raise SystemExit(f"--merge: {path} was written by an earlier version of this benchmark; run it again.")
+        states.append((path.parent.name or str(path), state))
+    try:
+        merged = merge_states(states)
+    except ValueError as err:
+        raise SystemExit(f"--merge: {err}") from None
+    merged["meta"]["partial"] = any(merged["sections"].get(s, {}).get("status") != "done" for s in SECTIONS)
+    write_atomic(out / "claims.json", json.dumps(merged, indent=1) + "\n")
+    write_report(merged, out)
+    logger.info("merged %d run(s) into %s", len(states), out)
     return 0
 
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from drdd_med.io.atomic import atomic_file, write_atomic
 
+from .merge import runs_of
+
 __all__ = ["write_report", "section_rows", "method_summary", "which_method_when", "LABELS"]
 
 LABELS = {
@@ -220,6 +222,7 @@ def _example(state: dict[str, Any], path: Path) -> bool:
 # ----------------------------------------------------------------------------------------------- text
 def _setup(state: dict[str, Any]) -> list[str]:
     cfg, meta, data = state["config"], state["meta"], state["data"]
+    runs = runs_of(meta)
     ph = data["phantom"]
     trainings = state["trainings"].values()
     load = [v for t in trainings for v in (t["load_before"][0], t["load_after"][0])]
@@ -238,8 +241,9 @@ def _setup(state: dict[str, Any]) -> list[str]:
         f"- Machine: {meta['cpu']}, {meta['cpus']} CPU(s) available, {meta['threads']} torch thread(s), device "
         f"{meta['device']}, precision {meta['precision']}; 1-minute load average "
         + (f"{min(load):.1f}–{max(load):.1f} around the trainings" if load else "not recorded")
-        + f". Wall-clock: {meta['elapsed_seconds'] / 60:.1f} min in all "
-        f"({'; '.join(f'`{c}`' for c in meta['commands'])}). Training minutes are wall-clock from the run's start to "
+        + ". Wall-clock of each run: " + "; ".join(f"`{r['command']}` ({r['seconds'] / 60:.1f} min)" for r in runs)
+        + (" (partial runs of one setup, merged by `--merge`)" if len(runs) > 1 else "")
+        + ". Training minutes are wall-clock from the run's start to "
         "its last stage checkpoint (the in-training validation included, export and report excluded); on shared "
         "cores they are inflated by other work.",
     ]

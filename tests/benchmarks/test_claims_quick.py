@@ -171,3 +171,31 @@ def test_resume_trains_and_scores_nothing_again(quick):
     assert "training " not in proc.stderr and "scored " not in proc.stderr
     after = json.loads((out / "claims.json").read_text())
     assert after["trainings"] == before["trainings"] and after["rows"] == before["rows"]
+
+
+def test_a_section_whose_lists_change_reruns_from_the_recorded_rows(quick):
+    out, work, before = quick
+    proc = _run(out, work, "--resume", "--only", "samples", "--samples", "1", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "section samples (" in proc.stderr and "training " not in proc.stderr and "scored " not in proc.stderr
+    after = json.loads((out / "claims.json").read_text())
+    assert [after["rows"][k]["num_samples"] for k in after["sections"]["samples"]["rows"]] == [1, 2]
+    assert after["sections"]["samples"]["params"]["samples"] == [1, 2]
+    assert after["sections"]["methods"] == before["sections"]["methods"]
+
+
+def test_merge_writes_one_report_and_refuses_another_setup(quick, tmp_path):
+    out, _, state = quick
+    other = json.loads((out / "claims.json").read_text())
+    other["config"]["phantom"] = {"variation": "high"}
+    (tmp_path / "high").mkdir()
+    (tmp_path / "high" / "claims.json").write_text(json.dumps(other))
+    cmd = [sys.executable, str(SCRIPT), "--merge", str(out / "claims.json"), str(tmp_path / "high" / "claims.json"),
+           "--out", str(tmp_path / "merged")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "phantom" in proc.stderr and not (tmp_path / "merged" / "claims.json").exists()
+    proc = subprocess.run(cmd[:4] + cmd[5:], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    merged = json.loads((tmp_path / "merged" / "claims.json").read_text())
+    assert merged["rows"] == json.loads((out / "claims.json").read_text())["rows"]
+    assert "## 1. Methods" in (tmp_path / "merged" / "claims.md").read_text()
