@@ -43,8 +43,8 @@ import torch  # noqa: E402
 
 import drdd_med  # noqa: E402
 from claims_lib.harmonize import harmonization, spec_slices  # noqa: E402
-from claims_lib.merge import (merge_states, recorded_params, runs_of, section_params,  # noqa: E402
-                              setup_difference, stamp_params)
+from claims_lib.merge import (merge_states, recorded_params, section_params, setup_difference,  # noqa: E402
+                              upgrade_state)
 from claims_lib.report import write_report  # noqa: E402
 from drdd_med import keys, runtime  # noqa: E402
 from drdd_med.io.atomic import write_atomic  # noqa: E402
@@ -374,6 +374,7 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
             cfg[key] = getattr(args, key)
     cfg["bundle"].update(dict(args.set))
     cfg["phantom"].update(dict(args.phantom))
+    cfg["quick"] = args.quick
     return cfg
 
 
@@ -389,16 +390,15 @@ def main(argv: list[str] | None = None) -> int:
         state = json.loads(json_path.read_text())
         if "sections" not in state:
             raise SystemExit(f"{json_path}: written by an earlier version of this benchmark; run it again.")
-        write_report(state, out)
+        write_report(upgrade_state(state), out)
         return 0
     if args.merge:
         return merge(args.merge, out)
     cfg = config(args)
     state: dict[str, Any] = {}
     if args.resume and json_path.is_file():
-        state = stamp_params(json.loads(json_path.read_text()))
-        differ = setup_difference(state.get("config", {}) | {"quick": state.get("meta", {}).get("quick")},
-                                  cfg | {"quick": args.quick})
+        state = upgrade_state(json.loads(json_path.read_text()))
+        differ = setup_difference(state["config"], cfg)
         if differ:
             raise SystemExit(f"{json_path}: made with another setup ({', '.join(differ)} differ); rerun with the "
                              "same options, or without --resume to start again.")
@@ -407,12 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     state.setdefault("sections", {})
     state.setdefault("rows", {})
     meta = state.setdefault("meta", {})
-    meta["runs"] = runs_of(meta) if meta else []
     this_run = {"command": "python benchmarks/claims.py " + " ".join(sys.argv[1:] if argv is None else argv),
                 "seconds": 0.0}
-    meta["runs"].append(this_run)
-    for legacy in ("commands", "elapsed_seconds"):
-        meta.pop(legacy, None)
+    meta.setdefault("runs", []).append(this_run)
     device = runtime.resolve_device(args.device)
     meta.update(quick=args.quick, torch=torch.__version__, drdd_med=drdd_med.__version__, threads=args.threads,
                 cpu=platform.processor() or platform.machine(), cpus=runtime.available_cpus(), device=str(device),
@@ -422,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> None:
         this_run["seconds"] = round(time.perf_counter() - started, 1)
-        meta["partial"] = any(state["sections"].get(s, {}).get("status") != "done" for s in SECTIONS)
+        meta["partial"] = partial(state)
         write_atomic(json_path, json.dumps(state, indent=1) + "\n")
 
     from drdd_med.workflows.data import evaluation_cases
@@ -456,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def partial(state: dict[str, Any]) -> bool:
+    """Whether some section of ``state`` has not finished."""
+    return any(state["sections"].get(s, {}).get("status") != "done" for s in SECTIONS)
+
+
 def merge(paths: list[str], out: Path) -> int:
     """``--merge``: one claims.json and report in ``out`` from the claims.json of compatible partial runs."""
     states = []
@@ -470,7 +472,7 @@ def merge(paths: list[str], out: Path) -> int:
         merged = merge_states(states)
     except ValueError as err:
         raise SystemExit(f"--merge: {err}") from None
-    merged["meta"]["partial"] = any(merged["sections"].get(s, {}).get("status") != "done" for s in SECTIONS)
+    merged["meta"]["partial"] = partial(merged)
     write_atomic(out / "claims.json", json.dumps(merged, indent=1) + "\n")
     write_report(merged, out)
     logger.info("merged %d run(s) into %s", len(states), out)

@@ -2,8 +2,8 @@
 
 A full run is hours on two cores, so it is done as partial runs (``--only``), side by side or one after another.
 Runs are compatible when they train the same models: the same bundle overrides, phantom, scored split and
-``--quick``. The lists that size one section (noise levels, budgets, ...) are that section's own ``params``; a
-finished section is rerun, reusing every recorded row, only when its params change.
+``--quick`` (all in the run's configuration). The lists that size one section (noise levels, budgets, ...) are that
+section's own ``params``; a finished section is rerun, reusing every recorded row, only when its params change.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 #: The configuration that decides which models a run trains and how it scores them: equal in compatible runs.
-SETUP_KEYS = ("bundle", "phantom", "split")
+SETUP_KEYS = ("bundle", "phantom", "split", "quick")
 #: The configuration lists each section depends on, besides the first seed (which every one-seed section uses).
 SECTION_PARAMS: dict[str, tuple[str, ...]] = {
     "harmonization": ("mmd_levels", "mmd_repeats"), "methods": ("seeds", "variants"), "samples": ("samples",),
@@ -26,31 +26,37 @@ def section_params(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return {"seed": cfg["seeds"][0], **{k: cfg[k] for k in SECTION_PARAMS[name]}}
 
 
-def stamp_params(state: dict[str, Any]) -> dict[str, Any]:
-    """Give each finished section of ``state`` the params it ran with (files written before sections recorded
-    them ran every section with the run's configuration); returns ``state``."""
+def upgrade_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Bring a state written by an earlier version to the current layout, in place; returns ``state``.
+
+    Earlier files ran every section with the run's configuration (now each finished section keeps its ``params``),
+    kept ``--quick`` only in ``meta`` (now in the configuration) and one ``commands`` list with one elapsed time
+    (now ``meta["runs"]``, a ``{"command", "seconds"}`` per invocation).
+    """
+    meta = state.setdefault("meta", {})
+    state["config"].setdefault("quick", bool(meta.get("quick")))
     for name, section in state.get("sections", {}).items():
         if section.get("status") == "done":
             section.setdefault("params", section_params(name, state["config"]))
+    if "runs" not in meta:
+        commands = meta.get("commands", [])
+        meta["runs"] = []
+        if commands:
+            meta["runs"].append({"command": "; ".join(commands), "seconds": meta.get("elapsed_seconds", 0.0)})
+    for legacy in ("commands", "elapsed_seconds"):
+        meta.pop(legacy, None)
     return state
 
 
 def recorded_params(state: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """The params a finished section of a stamped ``state`` ran with; None when it has not finished."""
+    """The params a finished section of an upgraded ``state`` ran with; None when it has not finished."""
     section = state.get("sections", {}).get(name, {})
     return section.get("params") if section.get("status") == "done" else None
 
 
 def setup_difference(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The setup keys (plus ``quick``) on which two configurations differ; empty when runs are compatible."""
-    return [k for k in (*SETUP_KEYS, "quick") if a.get(k) != b.get(k)]
-
-
-def runs_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """The invocations behind a state, each ``{"command", "seconds"}`` (older files: their commands as one)."""
-    if "runs" in meta:
-        return list(meta["runs"])
-    return [{"command": "; ".join(meta.get("commands", [])), "seconds": meta.get("elapsed_seconds", 0.0)}]
+    """The setup keys on which two configurations differ; empty when their runs are compatible."""
+    return [k for k in SETUP_KEYS if a.get(k) != b.get(k)]
 
 
 def merge_states(states: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -63,15 +69,13 @@ def merge_states(states: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         ValueError: when two runs differ in their setup (bundle overrides, phantom, split or ``--quick``).
     """
     (label0, first), rest = states[0], states[1:]
-    merged = stamp_params(copy.deepcopy(first))
-    merged.setdefault("meta", {}).setdefault("merged_from", [label0])
+    merged = upgrade_state(copy.deepcopy(first))
     for label, state in rest:
-        differ = setup_difference(merged["config"] | {"quick": merged["meta"].get("quick")},
-                                  state["config"] | {"quick": state["meta"].get("quick")})
+        state = upgrade_state(copy.deepcopy(state))
+        differ = setup_difference(merged["config"], state["config"])
         if differ:
             raise ValueError(f"{label}: another setup than {label0} ({', '.join(differ)} differ); only runs that "
                              "train the same models can share a report.")
-        state = stamp_params(copy.deepcopy(state))
         renamed = {name: f"{name}@{label}" for name, record in state["trainings"].items()
                    if name in merged["trainings"] and merged["trainings"][name] != record}
         keys = {}
@@ -95,10 +99,5 @@ def merge_states(states: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             merged["sections"][name] = section
         for spec, names in state.get("baseline_names", {}).items():
             merged.setdefault("baseline_names", {}).setdefault(spec, names)
-        known = runs_of(merged["meta"])
-        merged["meta"]["runs"] = known + [r for r in runs_of(state["meta"]) if r not in known]
-        merged["meta"]["merged_from"].append(label)
-        for key in ("load_at_start", "load_at_end"):
-            loads = [x for x in (merged["meta"].get(key), state["meta"].get(key)) if x]
-            merged["meta"][key] = [max(v) for v in zip(*loads)] if loads else None
+        merged["meta"]["runs"] += [r for r in state["meta"]["runs"] if r not in merged["meta"]["runs"]]
     return merged

@@ -10,8 +10,6 @@ import numpy as np
 
 from drdd_med.io.atomic import atomic_file, write_atomic
 
-from .merge import runs_of
-
 __all__ = ["write_report", "section_rows", "method_summary", "which_method_when", "LABELS"]
 
 LABELS = {
@@ -222,7 +220,7 @@ def _example(state: dict[str, Any], path: Path) -> bool:
 # ----------------------------------------------------------------------------------------------- text
 def _setup(state: dict[str, Any]) -> list[str]:
     cfg, meta, data = state["config"], state["meta"], state["data"]
-    runs = runs_of(meta)
+    runs = meta["runs"]
     ph = data["phantom"]
     trainings = state["trainings"].values()
     load = [v for t in trainings for v in (t["load_before"][0], t["load_after"][0])]

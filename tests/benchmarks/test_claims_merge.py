@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from claims_lib.merge import merge_states, recorded_params, section_params, stamp_params  # noqa: E402
+from claims_lib.merge import merge_states, recorded_params, section_params, upgrade_state  # noqa: E402
 
 CONFIG = {"seeds": [0], "variants": [], "budgets": [8, 16], "fractions": [1.0], "noise_levels": [0.2],
           "step_pairs": [[2, 2]], "samples": [1], "mmd_levels": [0.0], "mmd_repeats": 1, "split": "test",
@@ -79,7 +79,7 @@ def test_runs_of_another_setup_are_refused(runs):
 
 def test_legacy_sections_keep_the_params_they_ran_with(runs):
     base, _ = runs
-    stamp_params(base)
+    upgrade_state(base)
     base["config"] = {**CONFIG, "seeds": [0, 1]}  # a resumed run's new configuration
     assert recorded_params(base, "methods") == section_params("methods", CONFIG) != section_params(
         "methods", base["config"])
