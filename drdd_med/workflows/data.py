@@ -22,7 +22,7 @@ from drdd_med import keys
 from drdd_med.data.spec import DatasetSpec, NormalizeSpec, SpecError, load_spec
 
 __all__ = [
-    "PHANTOM_SPEC", "evaluation_cases", "input_datalist", "mask_key", "noise_items", "norm_dict", "paired_items",
+    "PHANTOM_SPEC", "evaluation_cases", "input_datalist", "is_embedded_phantom", "mask_key", "noise_items", "norm_dict", "paired_items",
     "prepare_spec",
 ]
 
@@ -34,6 +34,12 @@ PHANTOM_SPEC = "phantom.json"
 
 def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return Path(os.path.abspath(os.path.expanduser(str(a)))) == Path(os.path.abspath(os.path.expanduser(str(b))))
+
+
+def is_embedded_phantom(datalist: str | os.PathLike, dataset_dir: str | os.PathLike) -> bool:
+    """True when ``datalist`` is the bundle's embedded phantom spec, ``<dataset_dir>/phantom/phantom.json`` (the
+    quick start, whose training the bundle fits to a time budget)."""
+    return _same_path(datalist, Path(dataset_dir) / "phantom" / PHANTOM_SPEC)
 
 
 def prepare_spec(datalist: str | os.PathLike, phantom_dir: str | os.PathLike | None = None,

@@ -60,7 +60,9 @@ class ProgressLogger:
         self._start_time, self._start_iteration, self._losses = time.perf_counter(), engine.state.iteration, []
 
     def _total(self, engine: Any) -> int:
-        return int(engine.state.max_epochs) * int(engine.state.epoch_length)
+        from drdd_med.workflows.budget import stage_length  # budget imports this module
+
+        return stage_length(engine)
 
     def iteration_completed(self, engine: Any) -> None:
         self._losses.append(self.loss_transform(engine.state.output))

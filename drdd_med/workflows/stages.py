@@ -12,8 +12,9 @@ with ``torch.load(weights_only=True)``.
 - no checkpoint: train from iteration 0;
 - an unfinished one: log ``resuming <stage> stage from iteration N`` and continue from there (same optimizer, LR
   schedule and EMA);
-- a finished one (iteration >= epochs x epoch_length): load the weights and skip the stage, because Ignite would
-  restart a finished engine from scratch.
+- a finished one (iteration >= epochs x epoch_length, or the shorter length a time budget gave the stage,
+  :mod:`drdd_med.workflows.budget`): load the weights and skip the stage, because Ignite would restart a finished
+  engine from scratch.
 
 :func:`export_model` then writes ``model.pt`` (one :class:`~drdd_med.networks.DRDDNet` state dict of the EMA weights
 of both stages, or the :class:`~drdd_med.networks.RegressionNet`'s) and ``model_config.json``, which is all
@@ -48,6 +49,7 @@ from drdd_med.engines.ema import ModelEMA
 from drdd_med.io.atomic import atomic_file
 from drdd_med.networks.drdd_net import NOISE, RESIDUAL, DRDDNet, unwrap
 from drdd_med.networks.regression import RegressionNet
+from drdd_med.workflows.budget import BUDGET_KEY, stage_length
 
 __all__ = ["NetworkTraining", "StageCheckpoint", "run_stage", "ema_network", "export_model", "role_networks",
            "require_method", "is_rank0", "TRAINER_KEY", "ROLES", "REGRESSION"]
@@ -129,6 +131,10 @@ class StageCheckpoint(Checkpoint):
         if self.engine is engine:
             return
         self.engine = engine
+        if not hasattr(engine.state, BUDGET_KEY):
+            setattr(engine.state, BUDGET_KEY, 0)
+        if BUDGET_KEY not in engine.state_dict_user_keys:
+            engine.state_dict_user_keys.append(BUDGET_KEY)
         self.to_save = {**self.save_dict, TRAINER_KEY: engine}
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self)
         engine.add_event_handler(Events.COMPLETED, self)
@@ -151,8 +157,9 @@ class StageCheckpoint(Checkpoint):
         """Load the saved objects (all, or ``names``) and, with ``engine``, its iteration; return that iteration.
 
         The engine keeps its configured ``max_epochs`` and ``epoch_length`` (so that more epochs continue a finished
-        stage); only the iteration (and the epoch derived from it) comes from the checkpoint. Returns 0 when there
-        is no checkpoint.
+        stage); only the iteration (and the epoch derived from it) and the length a time budget gave the stage
+        (:data:`~drdd_med.workflows.budget.BUDGET_KEY`) come from the checkpoint. Returns 0 when there is no
+        checkpoint.
 
         Raises:
             ValueError: the checkpoint does not match the configured objects (other network size, mode, ...).
@@ -171,10 +178,12 @@ class StageCheckpoint(Checkpoint):
             raise ValueError(f"{self.path}: the {self.stage} checkpoint does not match the configured objects "
                              f"(network preset, mode or optimizer changed?): {' '.join(str(exc).split())[:300]}. Use "
                              "the original settings, or delete the file to retrain this stage.") from exc
-        iteration = int(state.get(TRAINER_KEY, {}).get("iteration", 0))
+        trainer_state = state.get(TRAINER_KEY, {})
+        iteration = int(trainer_state.get("iteration", 0))
         if engine is not None:
             engine.state.iteration = iteration
             engine.state.epoch = iteration // int(engine.state.epoch_length)
+            setattr(engine.state, BUDGET_KEY, int(trainer_state.get(BUDGET_KEY, 0) or 0))
         return iteration
 
     def load_weights(self) -> int:
@@ -236,11 +245,12 @@ def run_stage(stage: str, trainer: Any, checkpoint: StageCheckpoint) -> int:
         The trainer's iteration when the stage ends.
     """
     checkpoint.attach(trainer)
-    total = int(trainer.state.max_epochs) * int(trainer.state.epoch_length)
     done = checkpoint.load(trainer)
+    total = stage_length(trainer)
     if done >= total:
-        logger.info("%s stage is complete (iteration %d of %d, %s); skipping it. Delete that file to retrain it.",
-                    stage, done, total, checkpoint.path)
+        shortened = " (shortened by the time budget)" if getattr(trainer.state, BUDGET_KEY, 0) else ""
+        logger.info("%s stage is complete (iteration %d of %d%s, %s); skipping it. Delete that file to retrain it.",
+                    stage, done, total, shortened, checkpoint.path)
         return done
     if done > 0:
         logger.info("resuming %s stage from iteration %d of %d (%s)", stage, done, total, checkpoint.path)

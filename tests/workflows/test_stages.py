@@ -50,7 +50,7 @@ def test_checkpoint_holds_plain_types_and_loads_with_weights_only(tmp_path, conf
     net, opt, ema, ckpt, trainer = make_stage(tmp_path, config)
     run_stage("noise", trainer, ckpt)
     state = torch.load(ckpt.path, weights_only=True)
-    assert state["trainer"] == {"iteration": 6, "epoch_length": 3, "max_epochs": 2}
+    assert state["trainer"] == {"iteration": 6, "epoch_length": 3, "max_epochs": 2, "budget_iterations": 0}
     assert set(state) == {"noise_net", "noise_optimizer", "noise_lr_scheduler", "noise_ema", "trainer"}
     assert int(state["noise_ema"]["n_averaged"]) == 6
     assert [p.name for p in tmp_path.iterdir()] == ["noise_checkpoint.pt"], "temporary files left behind"
