@@ -7,8 +7,10 @@ iterations took 8 min on 2 AMD EPYC cores and 15 min on 2 Xeon cores of the same
 - :class:`TimeBudget` is the run's clock. The run id starts it with the stages it will train, e.g.
   ``budget.start(["noise", "residual"])``, and knows each stage's planned iterations.
 - :class:`StageBudget`, a train handler of each stage, measures the stage's speed (iterations/s after the first
-  few, which pay for data caching) and asks the budget how many iterations fit: the time left is shared by this
-  stage's remaining iterations and the planned iterations of the stages still to come, at the measured speed. When
+  few, which pay for data caching) and asks the budget how many iterations fit: every stage still to train is scaled
+  by the same fraction of its plan (at the measured speed), so that two planned 1600-iteration stages get equal
+  shares, and the last stage takes whatever time is left (a share of *remaining plans* instead would let an early
+  stage keep growing at each decision and starve the next one). When
   the plan does not fit, the stage is *shortened*, not cut: the LR schedules' ``t_total`` is set to the new length,
   so that the cosine decay still ends at the last iteration (a plain stop would leave the weights at a high LR).
   It decides after a probe of ``probe_iterations`` and again at every epoch end, so a slower or faster phase
@@ -103,20 +105,18 @@ class TimeBudget:
     def allowance(self, stage: str, done: int, planned: int, rate: float) -> int:
         """How many iterations ``stage`` may run in all, given ``done`` of ``planned`` and ``rate`` iterations/s.
 
-        The time left is shared by this stage's remaining iterations and the planned iterations of the stages that
-        follow it in this run, all at ``rate``; the stage gets its share, at least ``min_iterations`` in all (and
-        at least ``done``), at most ``planned``.
+        Every stage still to train is scaled by the same fraction of its plan: the length ``n`` solves
+        ``(n - done) / rate + (n / planned) x later / rate = time left``, where ``later`` is the planned iterations
+        of the stages that follow in this run (at this stage's speed; the last stage takes whatever is left). The
+        answer is stable while the speed is: deciding again later in the stage gives the same ``n``. It is at
+        least ``min_iterations`` (and ``done``), at most ``planned``.
         """
         left = self.seconds_left()
-        remaining = max(planned - done, 0)
         later = sum(self.iterations[s] for s in self.stages[self.stages.index(stage) + 1:]) if stage in self.stages else 0
-        if math.isinf(left) or rate <= 0 or remaining == 0:
+        if math.isinf(left) or rate <= 0 or done >= planned:
             return planned
-        needed = (remaining + later) / rate
-        if needed <= left:
-            return planned
-        share = remaining * max(left, 0.0) / needed
-        return min(planned, max(done + int(share), self.min_iterations, done))
+        length = int((max(left, 0.0) * rate + done) * planned / (planned + later))
+        return min(planned, max(length, self.min_iterations, done))
 
 
 class StageBudget:
@@ -131,11 +131,15 @@ class StageBudget:
         probe_iterations: timed iterations before the first decision.
     """
 
+    #: a new length is logged when it differs from the one last logged by this fraction of the plan
+    LOG_CHANGE = 0.1
+
     def __init__(self, budget: TimeBudget, stage: str, trainings: Sequence[Any] = (), skip_iterations: int = 5,
                  probe_iterations: int = 25) -> None:
         self.budget, self.stage, self.trainings = budget, stage, list(trainings)
         self.skip, self.probe = int(skip_iterations), int(probe_iterations)
         self._first = self._ceiling = 0
+        self._logged = 0  # the length last logged
         self._timed_from: tuple[int, float] | None = None
 
     def attach(self, engine: Any) -> None:
@@ -148,6 +152,7 @@ class StageBudget:
     def started(self, engine: Any) -> None:
         # a length saved by an earlier run (resumed from its checkpoint) is a ceiling: a resumed run may only shorten
         self._first, self._ceiling, self._timed_from = engine.state.iteration, stage_length(engine), None
+        self._logged = self._ceiling
 
     def iteration_completed(self, engine: Any) -> None:
         iteration = engine.state.iteration
@@ -179,6 +184,9 @@ class StageBudget:
             return
         for training in self.trainings:
             training.lr_scheduler.t_total = length
+        if length < planned and self._logged < planned and abs(length - self._logged) < self.LOG_CHANGE * planned:
+            return  # a small correction of a length already reported: applied, not logged
+        self._logged = length
         if length < planned:
             logger.info("%s stage: %.2f it/s, so %d of the planned %d iterations fit the time budget (%s left); "
                         "shortened to %d, LR schedule included", self.stage, rate, length, planned,

@@ -31,8 +31,12 @@ def test_allowance_shares_the_time_left_with_the_stages_to_come():
     budget = TimeBudget(1.0, {"noise": 100, "residual": 100}, min_iterations=20, clock=clock)
     budget.start(["noise", "residual"])
     clock.now = 10.0
-    # 50 s left for 90 + 100 iterations at 1 it/s: the noise stage gets 90 * 50 / 190 = 23 more
-    assert budget.allowance("noise", done=10, planned=100, rate=1.0) == 33
+    # 50 s left for 90 + 100 iterations at 1 it/s: both stages scaled alike, (n - 10) + n = 50 -> n = 30
+    assert budget.allowance("noise", done=10, planned=100, rate=1.0) == 30
+    # deciding again at iteration 20 at the same speed keeps n = 30 (40 s left: (30 - 20) + 30 = 40)
+    clock.now = 20.0
+    assert budget.allowance("noise", done=20, planned=100, rate=1.0) == 30
+    clock.now = 10.0
     # at 4 it/s all 190 fit in 47.5 s
     assert budget.allowance("noise", done=10, planned=100, rate=4.0) == 100
     # the last stage gets all the time left: 50 s x 1 it/s
@@ -57,9 +61,9 @@ def test_bad_budgets_are_refused():
         TimeBudget(1, {"noise": 1}).start(["noise", "joint"])
 
 
-def make_stage(tmp_path, minutes, epochs=10, epoch_length=10):
-    """A tiny noise-stage trainer with its budget handler and checkpoint, as train.json wires it; every iteration
-    takes one second of the fake clock (so at the end of iteration k the clock reads k)."""
+def make_stage(tmp_path, minutes, epochs=10, epoch_length=10, seconds=lambda iteration: 1.0):
+    """A tiny noise-stage trainer with its budget handler and checkpoint, as train.json wires it; iteration k takes
+    ``seconds(k)`` of the fake clock (by default one second, so at the end of iteration k the clock reads k)."""
     torch.manual_seed(0)
     config = ModelConfig(preset="tiny", network_overrides={"channels": [8, 8], "norm_num_groups": 8})
     net = config.build_network()
@@ -70,7 +74,7 @@ def make_stage(tmp_path, minutes, epochs=10, epoch_length=10):
                             learning_rate=1e-3, warmup_iterations=1)
 
     def tick(engine):
-        clock.now += 1.0
+        clock.now += seconds(engine.state.iteration + 1)
 
     ckpt = StageCheckpoint(tmp_path / "noise_checkpoint.pt", optim.save_dict, interval=5)
     trainer = SupervisedTrainer(
@@ -99,6 +103,16 @@ def test_a_stage_that_does_not_fit_is_shortened_with_its_lr_schedule(tmp_path, s
     state = torch.load(ckpt.path, weights_only=True)
     assert state["trainer"]["iteration"] == 30 and state["trainer"][BUDGET_KEY] == 30
     assert state["noise_lr_scheduler"]["t_total"] == 30
+
+
+def test_a_stage_that_speeds_up_follows_quietly(tmp_path, single_thread, caplog):
+    # 1 s per iteration, then 0.9 s from iteration 6: the length moves 30 -> 31 (epoch 1) -> 32 (epoch 2), small
+    # corrections that the LR schedule follows and the log does not repeat
+    trainer, ckpt, optim, seen = make_stage(tmp_path, minutes=0.5, seconds=lambda k: 1.0 if k <= 5 else 0.9)
+    with caplog.at_level(logging.INFO, logger="drdd_med.workflows.budget"):
+        assert run_stage("noise", trainer, ckpt) == 32
+    assert seen == list(range(1, 33)) and optim.lr_scheduler.t_total == 32
+    assert caplog.text.count("shortened to") == 1
 
 
 def test_a_shortened_complete_stage_is_skipped_on_rerun(tmp_path, single_thread, caplog):
