@@ -4,7 +4,8 @@
 Every model is trained by the bundle itself: ``monai.bundle.run`` on ``bundles/drdd/train.json`` with the run ids
 users call (``training``, ``train_residual``, ``train_joint``, ``train_regression``), the stage trainers, EMA,
 warm-up, checkpoints and export, and only size overrides (iterations, seed, datalist, output folder, noise level,
-...). Each training gets its own output folder under ``--work``. Every model is sampled by ``SCTPredictor`` and
+...). The quick start's time budget is off (``time_budget_minutes=0``): every training runs the iterations it
+states. Each training gets its own output folder under ``--work``. Every model is sampled by ``SCTPredictor`` and
 scored by ``evaluate_predictor`` / ``evaluate_cases`` (the scorer of the training report and ``drdd-med evaluate``:
 native grid, HU, inside the body mask) on the test split of the bundle's phantom, at its default size and with the
 shipped presets.
@@ -212,7 +213,7 @@ class Bench:
         load_before, start, cpu_start = _load(), time.time(), time.process_time()
         run(run_id, config_file=str(TRAIN_CONFIG), logging_file=False, output_dir=str(out),
             dataset_dir=str(self.work / "data"), datalist=str(spec.path), phantom=self.phantom, threads=self.threads,
-            device=f"$drdd_med.runtime.resolve_device({self.device!r})", **settings)
+            device=f"$drdd_med.runtime.resolve_device({self.device!r})", time_budget_minutes=0, **settings)
         wall, cpu = time.time() - start, time.process_time() - cpu_start
         checkpoints = sorted((out / "models").glob("*_checkpoint.pt"))
         last_stage_end = max(p.stat().st_mtime for p in checkpoints if p.stat().st_mtime >= start)

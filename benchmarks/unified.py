@@ -96,7 +96,7 @@ def train(name: str, spec_path: Path, settings: dict[str, Any], work: Path, args
     load_before, start, cpu_start = _load(), time.time(), time.process_time()
     run("training", config_file=str(TRAIN_CONFIG), logging_file=False, output_dir=str(out),
         dataset_dir=str(work / "data"), datalist=str(spec_path), threads=args.threads,
-        device=f"$drdd_med.runtime.resolve_device({args.device!r})", **settings)
+        device=f"$drdd_med.runtime.resolve_device({args.device!r})", time_budget_minutes=0, **settings)
     iterations = {p.name.replace("_checkpoint.pt", ""): int(torch.load(p, weights_only=True)["trainer"]["iteration"])
                   for p in sorted((out / "models").glob("*_checkpoint.pt"))}
     return {"spec": spec_path.name, "settings": settings, "iterations": iterations, "output_dir": str(out),

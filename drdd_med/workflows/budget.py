@@ -24,7 +24,7 @@ time budget either. ``minutes=0`` (or None) turns the budget off and trains the 
 
 Example (what ``train.json`` wires up)::
 
-    budget = TimeBudget(9.0, {"noise": 1600, "residual": 1600})
+    budget = TimeBudget(8.5, {"noise": 1600, "residual": 1600})
     budget.start(["noise", "residual"])
     noise_trainer = SupervisedTrainer(..., train_handlers=[optim, StageBudget(budget, "noise", [optim]), ...])
 """
