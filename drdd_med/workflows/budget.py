@@ -92,7 +92,7 @@ class TimeBudget:
             raise ValueError(f"time budget: no planned iterations for stage(s) {unknown}; known: {sorted(self.iterations)}.")
         self.stages = list(stages)
         self.started_at = self.clock()
-        if self.enabled:
+        if self.enabled and idist.get_rank() == 0:
             logger.info("time budget: %s for training %s (stages are shortened to fit; --time_budget_minutes 0 "
                         "trains the full plan)", format_duration(self.seconds), " + ".join(self.stages))
 
@@ -160,7 +160,13 @@ class StageBudget:
             self._timed_from = (iteration, self.budget.clock())
         elif iteration == self._first + self.skip + self.probe:
             self.decide(engine)
-        if iteration >= stage_length(engine):
+        self._end_if_shortened(engine)
+
+    @staticmethod
+    def _end_if_shortened(engine: Any) -> None:
+        # only a shortened stage is ended here: at its planned end Ignite stops by itself, after EPOCH_COMPLETED
+        # (the last evaluation), which terminate() would skip
+        if getattr(engine.state, BUDGET_KEY, 0) and engine.state.iteration >= stage_length(engine):
             engine.terminate()
 
     def decide(self, engine: Any) -> None:
@@ -178,8 +184,7 @@ class StageBudget:
         length = int(idist.broadcast(float(allowed), src=0))
         before = stage_length(engine)
         setattr(engine.state, BUDGET_KEY, 0 if length >= planned else length)
-        if iteration >= stage_length(engine):
-            engine.terminate()
+        self._end_if_shortened(engine)
         if length == before:
             return
         for training in self.trainings:
@@ -187,6 +192,8 @@ class StageBudget:
         if length < planned and self._logged < planned and abs(length - self._logged) < self.LOG_CHANGE * planned:
             return  # a small correction of a length already reported: applied, not logged
         self._logged = length
+        if idist.get_rank() != 0:
+            return
         if length < planned:
             logger.info("%s stage: %.2f it/s, so %d of the planned %d iterations fit the time budget (%s left); "
                         "shortened to %d, LR schedule included", self.stage, rate, length, planned,

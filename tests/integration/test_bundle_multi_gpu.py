@@ -32,3 +32,19 @@ def test_torchrun_two_gloo_processes(tmp_path):
     state = torch.load(models / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state)
     assert (tmp_path / "eval" / "validation" / "metrics.json").is_file()
+
+
+def test_torchrun_ranks_share_one_time_budget_decision(tmp_path):
+    # a stage planned far beyond a 6-second budget: every rank must stop at rank 0's length, or DDP's all-reduce
+    # would wait for the rank that stopped first until the timeout
+    configs = "['bundles/drdd/train.json','bundles/drdd/multi_gpu_train.json']"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "monai.bundle", "run", "train_noise", "--config_file", configs, "--bundle_root", str(tmp_path),
+               *TINY, "--epoch_length", "100000", "--checkpoint_interval", "1000", "--time_budget_minutes", "0.1"]
+    result = subprocess.run(command, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, timeout=900)
+    log = result.stdout
+    assert result.returncode == 0, log[-6000:]
+    assert log.count("of the planned 100000 iterations fit the time budget") == 1, log[-3000:]  # rank 0 logs
+    state = torch.load(tmp_path / "models" / "noise_checkpoint.pt", weights_only=True)["trainer"]
+    assert 100 <= state["iteration"] == state["budget_iterations"] < 100000

@@ -141,6 +141,9 @@ def test_a_killed_shortened_stage_resumes_to_its_length_without_duplicates(tmp_p
 
 def test_a_stage_that_fits_trains_the_plan(tmp_path, single_thread):
     trainer, ckpt, optim, seen = make_stage(tmp_path, minutes=5)  # 300 s for 100 iterations
+    epochs = []
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: epochs.append(e.state.epoch))
     assert run_stage("noise", trainer, ckpt) == 100
+    assert epochs == list(range(1, 11)), "the last epoch's handlers (the evaluator) must run"
     assert seen == list(range(1, 101)) and optim.lr_scheduler.t_total == 100
     assert torch.load(ckpt.path, weights_only=True)["trainer"][BUDGET_KEY] == 0
