@@ -1,8 +1,8 @@
 """A wall-clock budget for training: the stages of one run share a deadline and shorten their schedule to meet it.
 
 The quick start promises a trained model in under 10 minutes on 2 CPU cores, but CPUs differ: its 2 x 1600
-iterations took 8 min on 2 AMD EPYC cores and 15 min on 2 Xeon cores of the same nominal class (the Xeon ran the
-``lean`` nets at half the speed). A fixed iteration count cannot keep that promise; a deadline can:
+iterations took 8 min on 2 AMD EPYC cores and 21 min on 2 Xeon cores of the same nominal class (the Xeon ran the
+``lean`` nets at half the speed or less). A fixed iteration count cannot keep that promise; a deadline can:
 
 - :class:`TimeBudget` is the run's clock. The run id starts it with the stages it will train, e.g.
   ``budget.start(["noise", "residual"])``, and knows each stage's planned iterations.
@@ -143,8 +143,7 @@ class StageBudget:
         self._timed_from: tuple[int, float] | None = None
 
     def attach(self, engine: Any) -> None:
-        if not hasattr(engine.state, BUDGET_KEY):
-            setattr(engine.state, BUDGET_KEY, 0)
+        # the state attribute itself is declared (and checkpointed) by StageCheckpoint; reads default to 0 = the plan
         engine.add_event_handler(Events.STARTED, self.started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.decide)
