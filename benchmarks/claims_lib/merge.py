@@ -16,7 +16,7 @@ SETUP_KEYS = ("bundle", "phantom", "split", "quick")
 #: The configuration lists each section depends on, besides the first seed (which every one-seed section uses).
 SECTION_PARAMS: dict[str, tuple[str, ...]] = {
     "harmonization": ("mmd_levels", "mmd_repeats"), "methods": ("seeds", "variants"), "samples": ("samples",),
-    "steps": ("step_pairs",), "noise_level": ("noise_levels",), "data_efficiency": ("fractions",),
+    "steps": ("step_pairs", "noise_step_counts"), "noise_level": ("noise_levels",), "data_efficiency": ("fractions",),
     "budget": ("budgets",),
 }
 

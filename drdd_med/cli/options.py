@@ -43,7 +43,9 @@ def add_bundle_options(parser: argparse.ArgumentParser) -> None:
 def add_sampling_options(parser: argparse.ArgumentParser, samples_help: str) -> None:
     """``--steps R,N``, ``--samples N``, ``--device`` and ``--seed``: how the bundle's model samples."""
     parser.add_argument("--steps", type=parse_steps, default=None, metavar="R,N",
-                        help="residual and noise sampling steps (default: the model's, usually 2,2)")
+                        help="residual and noise sampling steps (default: the model's, 1,2 for the bundle's; a "
+                             "model trained with residual_train_timesteps 'sampler' takes only its own residual "
+                             "count)")
     parser.add_argument("--samples", type=positive_int, default=1, metavar="N", help=f"{samples_help} (default: 1)")
     parser.add_argument("--device", default="auto",
                         help="auto (GPU if available), cpu, cuda or cuda:N (default: auto)")

@@ -38,8 +38,8 @@ examples:
   # every series found under an export folder, 4 samples averaged (+ an uncertainty map), on the GPU
   drdd-med translate export/ --out out --samples 4 --device cuda
 
-  # more sampling steps (residual,noise) and another random seed
-  drdd-med translate a.nii.gz b.nii.gz --out out --steps 4,4 --seed 7
+  # more noise steps (residual,noise) and another random seed
+  drdd-med translate a.nii.gz b.nii.gz --out out --steps 1,4 --seed 7
 
   # a model of several source domains: name the domain of NIfTI inputs; DICOM series are recognised from headers
   drdd-med translate t2w.nii.gz --domain t2w --out out

@@ -14,19 +14,24 @@ Variable -> symbol table (the paper's notation; METHOD.md §1):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from monai.networks.schedulers import Scheduler
 from monai.utils import unsqueeze_right
 
 from drdd_med.diffusion.anchor import source_anchor
 
-__all__ = ["DRDDScheduler", "NOISE_TIME_INPUTS", "RESIDUAL_SCHEDULES", "TIME_SCALE", "check_eta", "sampling_problem"]
+__all__ = ["DRDDScheduler", "NOISE_TIME_INPUTS", "RESIDUAL_SCHEDULES", "TIME_SCALE", "TRAIN_TIMESTEPS", "check_eta",
+           "check_timesteps", "sampling_problem", "training_timesteps"]
 
 #: Accepted values of ``residual_schedule``.
 RESIDUAL_SCHEDULES = ("normalized", "code")
 #: Accepted values of ``noise_time_input``: ``"level"`` 1000·β̄_t/noise_level (reference code), ``"absolute"``
 #: 1000·σ (METHOD.md §6.3).
 NOISE_TIME_INPUTS = ("level", "absolute")
+#: How a stage draws its training timesteps: from all of 0 ... T-1, or only from the ones its sampler visits.
+TRAIN_TIMESTEPS = ("uniform", "sampler")
 #: The networks' time inputs are ``TIME_SCALE * coefficient`` (reference-code convention, METHOD.md §2).
 TIME_SCALE = 1000.0
 
@@ -38,6 +43,15 @@ def check_eta(eta: float) -> float:
         raise ValueError(f"eta={eta} must be in [0, 1]: 0 samples deterministically (DDIM), 1 with the full "
                          "DDPM-like variance (METHOD.md §6.1).")
     return eta
+
+
+def check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> tuple[int, ...]:
+    """``timesteps`` as a sorted tuple of distinct ints; ValueError when empty or outside ``[0, T)``."""
+    values = tuple(sorted({int(t) for t in timesteps}))
+    if not values or values[0] < 0 or values[-1] >= int(num_train_timesteps):
+        raise ValueError(f"training timesteps {list(timesteps)} must be a non-empty set of integers in "
+                         f"[0, {int(num_train_timesteps)}).")
+    return values
 
 
 def sampling_problem(residual_steps: int, noise_steps: int, num_train_timesteps: int = 1000) -> str | None:
@@ -279,3 +293,19 @@ class DRDDScheduler(Scheduler):
             )
         values = coef[timesteps].to(device=like.device, dtype=like.dtype)
         return unsqueeze_right(values, like.ndim)
+
+
+def training_timesteps(scheduler: DRDDScheduler, mode: str, num_steps: int) -> tuple[int, ...] | None:
+    """The timesteps a stage trains on: None (all of ``0 ... T-1``, the paper) for ``"uniform"``; the ``t`` of each
+    of the sampler's ``num_steps`` steps for ``"sampler"``.
+
+    The paper trains each network over every t, but a 2-step sampler asks the residual net about two of them
+    (t = 999 and 499): uniform training spends most iterations on states the sampler never visits. A network trained
+    with ``"sampler"`` serves only that step count; ``model_config.json`` records it and the predictor refuses
+    other counts.
+    """
+    if mode not in TRAIN_TIMESTEPS:
+        raise ValueError(f"training timesteps must be one of {TRAIN_TIMESTEPS}, got {mode!r}.")
+    if mode == "uniform":
+        return None
+    return tuple(sorted(t for t, _ in scheduler.timestep_pairs(int(num_steps))))

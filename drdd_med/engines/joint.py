@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
@@ -42,6 +43,8 @@ class JointTrainer(SupervisedTrainer):
         noise_loss_weight: weight of the noise loss in the total.
         grad_clip_norm: global gradient-norm clip over both nets (the code uses 1.0); None disables it.
         precision: ``"fp32"`` or ``"bf16"`` autocast of both network calls (see :mod:`drdd_med.runtime`).
+        residual_timesteps: the timesteps the residual loss draws t from (``ResidualPrepareBatch(timesteps=...)``);
+            None draws from every t.
         kwargs: other ``SupervisedTrainer`` arguments (handlers, amp, ...); ``prepare_batch`` and ``inferer`` are
             set by this class.
     """
@@ -62,6 +65,7 @@ class JointTrainer(SupervisedTrainer):
         grad_clip_norm: float | None = None,
         generator: torch.Generator | None = None,
         precision: str = "fp32",
+        residual_timesteps: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         for key in ("prepare_batch", "inferer"):
@@ -70,7 +74,8 @@ class JointTrainer(SupervisedTrainer):
         super().__init__(
             device=device, max_epochs=max_epochs, train_data_loader=train_data_loader, network=network,
             optimizer=optimizer, loss_function=loss_function,
-            prepare_batch=ResidualPrepareBatch(scheduler, source_key, target_key, generator=generator),
+            prepare_batch=ResidualPrepareBatch(scheduler, source_key, target_key, generator=generator,
+                                               timesteps=residual_timesteps),
             inferer=ResidualStageInferer(scheduler, precision), **kwargs,
         )
         conditioned = bool(getattr(unwrap(network), "noise_conditioned", False))

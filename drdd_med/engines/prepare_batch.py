@@ -30,7 +30,7 @@ The residual stage swaps in ``net.residual_net.parameters()``, ``ResidualPrepare
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -38,7 +38,7 @@ from monai.engines.utils import DiffusionPrepareBatch, PrepareBatch
 from monai.utils import convert_to_tensor
 
 from drdd_med.diffusion.anchor import residual_target
-from drdd_med.diffusion.scheduler import DRDDScheduler
+from drdd_med.diffusion.scheduler import DRDDScheduler, check_timesteps
 from drdd_med.keys import SOURCE, TARGET
 from drdd_med.networks.checks import check_finite, check_same_spatial
 
@@ -87,11 +87,12 @@ class _SchedulerPrepareBatch(DiffusionPrepareBatch):
     arguments are documented on :class:`ResidualPrepareBatch`."""
 
     def __init__(self, scheduler: DRDDScheduler, source_key: str = SOURCE, target_key: str = TARGET,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, timesteps: Sequence[int] | None = None) -> None:
         super().__init__(num_train_timesteps=scheduler.num_train_timesteps)
         self.scheduler = scheduler
         self.source_key, self.target_key = source_key, target_key
         self.generator = generator
+        self.timesteps = None if timesteps is None else check_timesteps(timesteps, scheduler.num_train_timesteps)
 
     def _device(self, like: torch.Tensor) -> torch.device:
         return self.generator.device if self.generator is not None else like.device
@@ -100,8 +101,11 @@ class _SchedulerPrepareBatch(DiffusionPrepareBatch):
         return torch.randn(images.shape, generator=self.generator, device=self._device(images), dtype=images.dtype)
 
     def get_timesteps(self, images: torch.Tensor) -> torch.Tensor:
-        shape = (images.shape[0],)
-        return torch.randint(0, self.num_train_timesteps, shape, generator=self.generator, device=self._device(images))
+        shape, device = (images.shape[0],), self._device(images)
+        if self.timesteps is None:
+            return torch.randint(0, self.num_train_timesteps, shape, generator=self.generator, device=device)
+        pick = torch.randint(0, len(self.timesteps), shape, generator=self.generator, device=device)
+        return torch.tensor(self.timesteps, device=device)[pick]
 
     def _draw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.get_noise(images).to(images.device), self.get_timesteps(images).to(images.device)
@@ -138,13 +142,16 @@ class ResidualPrepareBatch(_SchedulerPrepareBatch):
         source_key: key of the source, (B, Cs, *spatial) in [-1, 1].
         target_key: key of the clean target, (B, Ct, *spatial) in [-1, 1].
         generator: optional random generator for t and ε.
+        timesteps: the timesteps t is drawn from, uniformly (e.g. the sampler's, see
+            :func:`~drdd_med.diffusion.scheduler.training_timesteps`); None draws from all ``0 ... T-1``.
         domain_key: key of (B,) source-domain labels, passed on as ``domain`` (a domain-embedding model); None
             passes none.
     """
 
     def __init__(self, scheduler: DRDDScheduler, source_key: str = SOURCE, target_key: str = TARGET,
-                 generator: torch.Generator | None = None, domain_key: str | None = None) -> None:
-        super().__init__(scheduler, source_key, target_key, generator)
+                 generator: torch.Generator | None = None, domain_key: str | None = None,
+                 timesteps: Sequence[int] | None = None) -> None:
+        super().__init__(scheduler, source_key, target_key, generator, timesteps)
         self.domain_key = domain_key
 
     def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):

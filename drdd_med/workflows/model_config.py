@@ -37,7 +37,7 @@ from torch import nn
 
 from drdd_med import keys
 from drdd_med.data.domains import DOMAIN_MODALITY, DOMAINS, SOURCE_NORMALIZE
-from drdd_med.diffusion.scheduler import sampling_problem
+from drdd_med.diffusion.scheduler import TRAIN_TIMESTEPS, sampling_problem
 from drdd_med.io.atomic import atomic_file, write_atomic
 
 __all__ = ["METHODS", "MODEL_CONFIG_NAME", "MODEL_WEIGHTS_NAME", "ModelConfig", "load_weights", "model_paths",
@@ -81,6 +81,9 @@ class ModelConfig:
             denoiser trained with it serves any ``noise_level`` up to it, so ``train_residual`` can reuse it.
         num_train_timesteps: T of both stages.
         residual_steps: default residual sampling steps, 1 to T.
+        residual_train_timesteps: ``"uniform"`` (the paper: the residual net trained at every t) or ``"sampler"``
+            (trained only at the t of its ``residual_steps`` sampling steps; it then samples with that count only,
+            see :func:`~drdd_med.diffusion.scheduler.training_timesteps`).
         noise_steps: default noise sampling steps, 0 to T (0: the no-denoiser ablation's hand-over state).
         roi_size: (X, Y, Z) sliding-window size for 3D models, voxels.
         source_normalize: source intensity map to [-1, 1] (``{"type": "percentile", "lower", "upper"}`` or
@@ -121,6 +124,7 @@ class ModelConfig:
     noise_sigma_max: float | None = None
     num_train_timesteps: int = 1000
     residual_steps: int = 2
+    residual_train_timesteps: str = "uniform"
     noise_steps: int = 2
     roi_size: list[int] = field(default_factory=lambda: [64, 64, 64])
     source_normalize: dict[str, Any] = field(
@@ -169,6 +173,9 @@ class ModelConfig:
         steps_problem = sampling_problem(self.residual_steps, self.noise_steps, self.num_train_timesteps)
         if steps_problem:
             problems.append(steps_problem)
+        if self.residual_train_timesteps not in TRAIN_TIMESTEPS:
+            problems.append(f"residual_train_timesteps={self.residual_train_timesteps!r} must be one of "
+                            f"{list(TRAIN_TIMESTEPS)}")
         if len(self.roi_size) != 3 or min(self.roi_size) < 1:
             problems.append(f"roi_size={self.roi_size} must be three positive sizes (X, Y, Z)")
         if self.target_normalize.get("type") != "range":
@@ -377,6 +384,11 @@ class ModelConfig:
         if self.method == "regression":
             return VolumeRegressionInferer(**(options | given))
         steps = {"residual_steps": self.residual_steps, "noise_steps": self.noise_steps}
+        wanted = given.get("residual_steps", self.residual_steps)
+        if self.residual_train_timesteps == "sampler" and int(wanted) != self.residual_steps:
+            raise ValueError(f"residual_steps={wanted}: this model's residual network was trained only at the "
+                             f"timesteps of {self.residual_steps} residual step(s) (residual_train_timesteps="
+                             f"'sampler'), so it samples with {self.residual_steps}; leave residual_steps unset.")
         return VolumeDRDDInferer(self.build_scheduler(), **(steps | options | given))
 
     def preprocessing(self, source_key: str = keys.IMAGE, divisor: int = 1, dicom_rules: Any = None,

@@ -64,6 +64,7 @@ def test_every_section_ran_and_each_training_ran_its_budget(quick):
     assert len(state["meta"]["load_at_start"]) == 3
     expected = {"drdd_s0": {"noise": 4, "residual": 4}, "regression_s0": {"regression": 4},
                 "drdd_joint_s0": {"joint": 4}, "drdd_s0_epochs2": {"noise": 8, "residual": 8},
+                "drdd_uniform_s0": {"noise": 4, "residual": 4},
                 "regression_s0_epochs2": {"regression": 8}, "drdd_s0_pairs50": {"noise": 4, "residual": 4},
                 "drdd_blind_s0_pairs50": {"noise": 4, "residual": 4}}
     for name, iterations in expected.items():
@@ -79,14 +80,22 @@ def test_every_section_ran_and_each_training_ran_its_budget(quick):
     assert state["trainings"]["drdd_blind_s0_pairs50"]["run_id"] == "train_residual"
     assert state["trainings"]["drdd_s0_pairs50"]["run_id"] == "training"
     configs = {name: json.loads((work / "runs" / name / "models" / "model_config.json").read_text())
-               for name in ("regression_s0", "drdd_blind_s0", "drdd_s0_noise_level0.5", "drdd_s0")}
+               for name in ("regression_s0", "drdd_blind_s0", "drdd_uniform_s0_noise_level0.5", "drdd_s0",
+                            "drdd_uniform_s0")}
     assert configs["regression_s0"]["method"] == "regression" and configs["drdd_s0"]["method"] == "drdd"
     assert configs["drdd_blind_s0"]["noise_conditioned"] is False and configs["drdd_s0"]["noise_conditioned"] is True
-    assert configs["drdd_s0_noise_level0.5"]["noise_level"] == 0.5 and configs["drdd_s0"]["noise_level"] == 0.2
+    assert configs["drdd_uniform_s0_noise_level0.5"]["noise_level"] == 0.5 and configs["drdd_s0"]["noise_level"] == 0.2
+    # the default trains its residual net at its one sampling step; the paper's recipe at every t, for 2 steps
+    assert (configs["drdd_s0"]["residual_train_timesteps"], configs["drdd_s0"]["residual_steps"]) == ("sampler", 1)
+    assert (configs["drdd_uniform_s0"]["residual_train_timesteps"], configs["drdd_uniform_s0"]["residual_steps"]) \
+        == ("uniform", 2)
     assert {r["network_calls"] for r in _rows(state, "methods") if r["method"] == "regression"} == {1}
-    # 1+1, 2+2, 2 + subtracted noise, 2+2 with the noise drawn per voxel
-    assert [r["network_calls"] for r in _rows(state, "steps")] == [2, 4, 2, 4]
-    assert [r["noise_field"] for r in _rows(state, "steps")] == ["shared", "shared", "shared", "independent"]
+    # paper training: 1+1, 2+2, 2 + subtracted noise, 2+2 with the noise drawn per voxel; default: 1+2, 1 + subtracted
+    steps = _rows(state, "steps")
+    assert [(r["method"], r["network_calls"]) for r in steps] == [("drdd_uniform", 2), ("drdd_uniform", 4),
+                                                                  ("drdd_uniform", 2), ("drdd_uniform", 4),
+                                                                  ("drdd", 3), ("drdd", 1)]
+    assert [r["noise_field"] for r in steps] == ["shared", "shared", "shared", "independent", "shared", "shared"]
     for row in state["rows"].values():
         assert 0 <= row["mean"]["mae"] < 4096
 
@@ -109,7 +118,7 @@ def test_n_sample_mean_and_calibration_of_the_std_map(quick):
     _, _, state = quick
     samples = _rows(state, "samples")
     assert [r["num_samples"] for r in samples] == [1, 2, 4]
-    assert [r["network_calls"] for r in samples] == [4, 8, 16]
+    assert [r["network_calls"] for r in samples] == [3, 6, 12]  # 1 + 2 steps per sample
     assert samples[0]["mean"]["mae"] == _row(state, "methods", "drdd")["mean"]["mae"]  # same model and seed
     assert "calibration" not in samples[0]
     for row in samples[1:]:

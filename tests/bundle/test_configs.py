@@ -64,6 +64,19 @@ def test_documented_overrides_are_top_level_ids():
         assert flag in readme, flag
 
 
+@pytest.mark.parametrize("overrides, drawn", [
+    ({}, (999,)),  # the default: one residual step, the residual net trained at its timestep only
+    ({"residual_steps": 2}, (499, 999)),
+    ({"residual_train_timesteps": "uniform", "residual_steps": 2}, None),  # the paper: every t
+])
+def test_residual_stage_trains_at_the_timesteps_its_sampler_visits(overrides, drawn):
+    parser = load("train.json")
+    parser["scheduler"] = "$drdd_med.DRDDScheduler(noise_level=@noise_level)"  # no data spec needed
+    for key, value in overrides.items():
+        parser[key] = value
+    assert parser.get_parsed_content("train#prepare_batch").timesteps == drawn
+
+
 def test_multi_gpu_overlay_wraps_the_network_and_shards_both_stages():
     parser = load("train.json", "multi_gpu_train.json")
     assert parser["network"]["_target_"] == "torch.nn.parallel.DistributedDataParallel"

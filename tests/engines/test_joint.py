@@ -55,3 +55,13 @@ def test_a_wrapped_conditioned_network_still_feeds_the_source_to_the_noise_net()
                            optimizer=torch.optim.Adam(net.parameters()), loss_function=torch.nn.MSELoss(),
                            scheduler=DRDDScheduler())
     assert trainer.noise_prepare_batch.conditioned
+
+
+def test_the_residual_loss_draws_t_from_the_given_timesteps():
+    net = build_drdd_net(2, 1, 1, preset="tiny")
+    make = lambda **kw: JointTrainer(device="cpu", max_epochs=1, train_data_loader=[], network=net,  # noqa: E731
+                                     optimizer=torch.optim.Adam(net.parameters()), loss_function=torch.nn.MSELoss(),
+                                     scheduler=DRDDScheduler(), **kw)
+    assert make(residual_timesteps=[999]).prepare_batch.timesteps == (999,)
+    assert make().prepare_batch.timesteps is None
+    assert make(residual_timesteps=[999]).noise_prepare_batch.timesteps is None  # the noise loss keeps every t

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drdd_med.diffusion.scheduler import DRDDScheduler
+from drdd_med.diffusion.scheduler import DRDDScheduler, training_timesteps
 from drdd_med.engines.prepare_batch import (
     CoupledPrepareBatch,
     NoisePrepareBatch,
@@ -73,3 +73,24 @@ def test_bad_batches_raise(make):
         prepare(batch)
     with pytest.raises(ValueError, match="no key 'source'"):
         prepare({"target": batch["target"]})
+
+
+def test_sampler_timesteps_draw_only_the_sampler_grid():
+    sched = DRDDScheduler()
+    grid = training_timesteps(sched, "sampler", 2)
+    assert grid == (499, 999)  # the t of the 2 residual sampling steps (999 -> 499 -> -1)
+    prepare = ResidualPrepareBatch(sched, timesteps=grid, generator=torch.Generator().manual_seed(0))
+    drawn = torch.cat([prepare(_batch())[3]["timesteps"] for _ in range(40)])
+    assert set(drawn.tolist()) == {499, 999}  # both, and nothing else
+    assert training_timesteps(sched, "uniform", 2) is None
+    assert ResidualPrepareBatch(sched).timesteps is None
+
+
+def test_training_timesteps_are_checked():
+    sched = DRDDScheduler()
+    with pytest.raises(ValueError, match="must be one of"):
+        training_timesteps(sched, "grid", 2)
+    with pytest.raises(ValueError, match=r"\[0, 1000\)"):
+        ResidualPrepareBatch(sched, timesteps=[999, 1000])
+    with pytest.raises(ValueError, match="non-empty"):
+        ResidualPrepareBatch(sched, timesteps=[])

@@ -38,7 +38,8 @@ def test_training_runs_both_stages_and_writes_every_output(trained):
         assert list((root / "runs" / stage).glob("events.out.tfevents.*")), stage
     assert "val_mae_hu" in log  # the in-training evaluator ran with full sampling
     config = ModelConfig.load(root / "models" / "model_config.json")
-    assert (config.mode, config.preset, config.residual_steps, config.noise_steps) == ("2d", "tiny", 2, 2)
+    assert (config.mode, config.preset, config.residual_steps, config.noise_steps) == ("2d", "tiny", 1, 2)
+    assert config.residual_train_timesteps == "sampler"
     load_weights(config.build_network(), root / "models" / "model.pt")  # strict, weights_only
     report = json.loads((root / "eval" / "validation" / "metrics.json").read_text())
     assert set(report["baselines"]) == {"water", "linear", "oracle"} and report["num_cases"] == 1

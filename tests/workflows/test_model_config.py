@@ -112,3 +112,16 @@ def test_noise_time_input_settings_round_trip_and_are_checked():
         ModelConfig(noise_level=0.2, noise_sigma_max=1.0)
     with pytest.raises(ValueError, match="expected a number or null"):
         ModelConfig(noise_time_input="absolute", noise_sigma_max="1.0")
+
+
+def test_a_sampler_trained_residual_net_samples_only_with_its_step_count():
+    config = ModelConfig(residual_steps=2, residual_train_timesteps="sampler")
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert ModelConfig.from_dict({}).residual_train_timesteps == "uniform"  # configs written before it
+    assert config.build_inferer().residual_steps == 2
+    assert config.build_inferer(residual_steps=2, noise_steps=4).noise_steps == 4  # the noise stage is untouched
+    with pytest.raises(ValueError, match="trained only at the timesteps of 2 residual step"):
+        config.build_inferer(residual_steps=4)
+    assert ModelConfig().build_inferer(residual_steps=4).residual_steps == 4  # uniform training serves any count
+    with pytest.raises(ValueError, match="residual_train_timesteps='grid' must be one of"):
+        ModelConfig(residual_train_timesteps="grid")
