@@ -23,7 +23,7 @@ SECTION_PARAMS: dict[str, tuple[str, ...]] = {
 
 def section_params(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of ``cfg`` that section ``name`` depends on."""
-    return {"seed": cfg["seeds"][0], **{k: cfg[k] for k in SECTION_PARAMS[name]}}
+    return {"seed": cfg["seeds"][0], **{k: cfg.get(k) for k in SECTION_PARAMS[name]}}  # None: a key added later
 
 
 def upgrade_state(state: dict[str, Any]) -> dict[str, Any]:
