@@ -300,9 +300,12 @@ def training_timesteps(scheduler: DRDDScheduler, mode: str, num_steps: int) -> t
     of the sampler's ``num_steps`` steps for ``"sampler"``.
 
     The paper trains each network over every t, but a 2-step sampler asks the residual net about two of them
-    (t = 999 and 499): uniform training spends most iterations on states the sampler never visits. A network trained
-    with ``"sampler"`` serves only that step count; ``model_config.json`` records it and the predictor refuses
-    other counts.
+    (t = 999 and 499): uniform training spends most iterations on states the sampler never visits. On the phantom
+    (1600 iterations per stage, test split) one residual step trained at t = 999 alone measured 131.4 HU against
+    148.4 HU for the paper's uniform training with 2 steps (2 seeds each), and 2 steps trained at their two
+    timesteps 138.0 HU (``benchmarks/results/claims.md``), hence the bundle's default. A network trained with
+    ``"sampler"`` serves only that step count; ``model_config.json`` records it and
+    :meth:`~drdd_med.workflows.model_config.ModelConfig.build_inferer` refuses other counts.
     """
     if mode not in TRAIN_TIMESTEPS:
         raise ValueError(f"training timesteps must be one of {TRAIN_TIMESTEPS}, got {mode!r}.")

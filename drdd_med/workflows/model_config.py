@@ -388,7 +388,8 @@ class ModelConfig:
         if self.residual_train_timesteps == "sampler" and int(wanted) != self.residual_steps:
             raise ValueError(f"residual_steps={wanted}: this model's residual network was trained only at the "
                              f"timesteps of {self.residual_steps} residual step(s) (residual_train_timesteps="
-                             f"'sampler'), so it samples with {self.residual_steps}; leave residual_steps unset.")
+                             f"'sampler'), so it samples with {self.residual_steps}; leave residual_steps unset "
+                             f"(translate: --steps {self.residual_steps},N sets the noise steps only).")
         return VolumeDRDDInferer(self.build_scheduler(), **(steps | options | given))
 
     def preprocessing(self, source_key: str = keys.IMAGE, divisor: int = 1, dicom_rules: Any = None,

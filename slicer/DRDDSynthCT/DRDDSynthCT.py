@@ -97,8 +97,9 @@ class DRDDSynthCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.deviceCombo = qt.QComboBox()
         self.deviceCombo.addItems(["auto", "cpu", "cuda"])
         form.addRow("Device:", self.deviceCombo)
-        self.stepsEdit = qt.QLineEdit("2,2")
-        self.stepsEdit.toolTip = "Residual and noise sampling steps, 'R,N'."
+        self.stepsEdit = qt.QLineEdit("")  # empty: the model's own steps (a model may accept no other residual count)
+        self.stepsEdit.placeholderText = "model default"
+        self.stepsEdit.toolTip = "Residual and noise sampling steps, 'R,N'; empty: the model's (1,2 for the bundle's)."
         form.addRow("Steps:", self.stepsEdit)
         self.samplesSpin = qt.QSpinBox()
         self.samplesSpin.minimum, self.samplesSpin.maximum, self.samplesSpin.value = 1, 64, 1

@@ -152,6 +152,19 @@ def test_missing_model_and_bad_options_exit_2(tmp_path, capsys, inputs):
         assert exc.value.code == 2 and f"--steps '{steps}': {problem}" in capsys.readouterr().err
 
 
+def test_a_sampler_trained_model_refuses_another_residual_step_count_and_writes_nothing(tmp_path, capsys,
+                                                                                        make_tiny_bundle, inputs):
+    bundle = make_tiny_bundle(residual_steps=1, residual_train_timesteps="sampler")
+    out = tmp_path / "out"
+    code, _, stderr = _translate(capsys, inputs["nifti"], "--bundle", bundle, "--out", out, "--steps", "2,2")
+    assert code == 2 and "trained only at the timesteps of 1 residual step(s)" in stderr and "--steps 1,N" in stderr
+    assert not out.exists()
+    code, _, stderr = _translate(capsys, inputs["nifti"], "--bundle", bundle, "--out", out, "--steps", "1,3",
+                                 "--device", "cpu", "--no-progress-lines")
+    assert code == 0, stderr  # the noise steps stay free
+    assert [p.name for p in out.iterdir()] == [f"{inputs['nifti'].name.split('.')[0]}_sct.nii.gz"]
+
+
 def test_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["translate", "--help"])
