@@ -333,8 +333,10 @@ def run_section(name: str, bench: Bench, cfg: dict[str, Any]) -> dict[str, Any]:
         return {"rows": [row for f in cfg["fractions"] for row in score("drdd", s0, f, baselines=True)
                          + score("drdd_blind", s0, f) + score("regression", s0, f)]}
     if name == "budget":
-        return {"rows": [row for e in cfg["budgets"] for m in ("drdd", "drdd_uniform", "regression")
-                         for row in score(m, s0, epochs=e)]}
+        # DRDD trains two networks: equal compute pairs its e epochs per stage with regression's 2e epochs
+        rows = [row for e in cfg["budgets"] for m in ("drdd", "drdd_uniform") for row in score(m, s0, epochs=e)]
+        doubled = sorted(set(cfg["budgets"]) | {2 * e for e in cfg["budgets"]})
+        return {"rows": rows + [row for e in doubled for row in score("regression", s0, epochs=e)]}
     raise ValueError(f"unknown section {name!r}; choose from {SECTIONS}.")
 
 

@@ -162,6 +162,16 @@ def test_report_and_which_method_when_come_from_the_json(quick):
     d, r = drdd["mean"]["mae"], reg["mean"]["mae"]
     assert f"DRDD {d:.1f} HU against regression {r:.1f} HU ({d / r:.2f}× regression's MAE)" in which
     assert f"Spearman(std, |error|) = {_rows(state, 'samples')[-1]['calibration']['spearman']:.2f}" in which
+    # equal compute: each DRDD budget (two networks) against the regression run of as many iterations in all
+    budget = _rows(state, "budget")
+    drdd_budgets = [r for r in budget if r["method"] == "drdd"]
+    assert len(drdd_budgets) == 2 and "**Equal compute**" in which
+    for d in drdd_budgets:
+        total = sum(d["iterations"].values())
+        (r,) = [r for r in budget if r["method"] == "regression" and sum(r["iterations"].values()) == total]
+        steps = " + ".join(str(n) for n in d["iterations"].values())
+        assert (f"DRDD {d['mean']['mae']:.1f} HU after {steps} iterations" in which
+                and f"regression {r['mean']['mae']:.1f} HU after {total}" in which)
     md = (out / "claims.md").read_text()
     assert which in md
     for title in ("## 1. Methods", "## 2. Samples", "## 3. Sampling steps", "## 4. Noise level",
