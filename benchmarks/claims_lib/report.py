@@ -13,7 +13,7 @@ from drdd_med.io.atomic import atomic_file, write_atomic
 __all__ = ["write_report", "section_rows", "method_summary", "which_method_when", "LABELS"]
 
 LABELS = {
-    "drdd": "DRDD, bundle default (1 residual step, trained at it)",
+    "drdd": "DRDD, bundle default",
     "drdd_uniform": "DRDD, paper's residual training (every t), 2 residual steps",
     "drdd_blind": "DRDD, MR-blind denoiser (paper)",
     "drdd_prior": "DRDD, MR-blind absolute-σ prior (σ ≤ 1)", "drdd_joint": "DRDD, joint training",
@@ -208,7 +208,8 @@ def _example(state: dict[str, Any], path: Path) -> bool:
     case = state["data"]["cases"][0]
     files = [(f"{LABELS[m]}", Path(methods[m]["files"]) / "sct" / f"{case['id']}_sct.nii.gz")
              for m in ("drdd", "regression") if m in methods]
-    if not files or not all(f.is_file() for _, f in files) or not Path(case["target"]).is_file():
+    files = [(title, f) for title, f in files if f.is_file()]  # a merged run may lack an earlier run's files
+    if not files or not Path(case["target"]).is_file():
         return False
     hu = {"vmin": -1000.0, "vmax": 1500.0, "cmap": "gray"}
     ct, affine = load_volume(case["target"])
