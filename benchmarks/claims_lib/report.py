@@ -153,8 +153,10 @@ def _plots(state: dict[str, Any], out: Path) -> list[str]:
         ax.legend(fontsize=8)
         save(fig, name)
 
-    curve("claims_budget.png", _budget_rows(state), lambda r: r["train_seconds"] / 60, "training wall-clock (min)",
-          "MAE vs training budget", ("drdd", "drdd_uniform", "regression"))
+    # iterations, not minutes: the runs of a merged report may come from VMs of different speeds
+    curve("claims_budget.png", _budget_rows(state), lambda r: sum(r["iterations"].values()),
+          "network iterations in all (training compute)", "MAE vs training budget",
+          ("drdd", "drdd_uniform", "regression"), True)
     curve("claims_data_efficiency.png", section_rows(state, "data_efficiency"), lambda r: 100 * r["fraction"],
           "training pairs (%)", "Data efficiency", ("drdd", "drdd_blind", "regression", "linear", "oracle"), True)
     curve("claims_noise_level.png", section_rows(state, "noise_level"), lambda r: r["noise_level"], "noise level σ_n",
