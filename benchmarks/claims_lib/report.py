@@ -116,6 +116,11 @@ def _pairs_label(fraction: float, rows: list[dict[str, Any]]) -> str:
     return f"{fraction * 100:g} % ({next(r['training_pairs'] for r in rows if r['fraction'] == fraction)} pair(s))"
 
 
+def _total_iterations(row: dict[str, Any]) -> int:
+    """Network iterations of all stages of a row's training: its training compute."""
+    return sum(row["iterations"].values())
+
+
 def _budget_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**r, "budget": max(r["iterations"].values())} for r in section_rows(state, "budget")]
 
@@ -154,7 +159,7 @@ def _plots(state: dict[str, Any], out: Path) -> list[str]:
         save(fig, name)
 
     # iterations, not minutes: the runs of a merged report may come from VMs of different speeds
-    curve("claims_budget.png", _budget_rows(state), lambda r: sum(r["iterations"].values()),
+    curve("claims_budget.png", _budget_rows(state), _total_iterations,
           "network iterations in all (training compute)", "MAE vs training budget",
           ("drdd", "drdd_uniform", "regression"), True)
     curve("claims_data_efficiency.png", section_rows(state, "data_efficiency"), lambda r: 100 * r["fraction"],
@@ -289,9 +294,9 @@ def which_method_when(state: dict[str, Any]) -> str:
     # equal compute = equal network iterations: a DRDD iteration of either stage costs one U-Net forward and backward
     # pass, as a regression iteration does (the lean residual and regression nets are the same network); training
     # minutes of runs made at other times on a shared VM are not comparable, iterations are
-    regs = {sum(r["iterations"].values()): r for r in budget if r["method"] == "regression"}
-    pairs = [(row, regs[sum(row["iterations"].values())]) for row in budget
-             if row["method"] == "drdd" and sum(row["iterations"].values()) in regs]
+    regs = {_total_iterations(r): r for r in budget if r["method"] == "regression"}
+    pairs = [(row, regs[_total_iterations(row)]) for row in budget
+             if row["method"] == "drdd" and _total_iterations(row) in regs]
     if pairs:
         text = "; ".join(f"DRDD {d['mean']['mae']:.1f} HU after {_iterations(d)} iterations ({_duration(d)}) vs "
                          f"regression {r['mean']['mae']:.1f} HU after {_iterations(r)} ({_duration(r)}) "

@@ -93,6 +93,7 @@ class _SchedulerPrepareBatch(DiffusionPrepareBatch):
         self.source_key, self.target_key = source_key, target_key
         self.generator = generator
         self.timesteps = None if timesteps is None else check_timesteps(timesteps, scheduler.num_train_timesteps)
+        self._timestep_values = None if timesteps is None else torch.tensor(self.timesteps)  # built once
 
     def _device(self, like: torch.Tensor) -> torch.device:
         return self.generator.device if self.generator is not None else like.device
@@ -105,7 +106,7 @@ class _SchedulerPrepareBatch(DiffusionPrepareBatch):
         if self.timesteps is None:
             return torch.randint(0, self.num_train_timesteps, shape, generator=self.generator, device=device)
         pick = torch.randint(0, len(self.timesteps), shape, generator=self.generator, device=device)
-        return torch.tensor(self.timesteps, device=device)[pick]
+        return self._timestep_values.to(device)[pick]
 
     def _draw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.get_noise(images).to(images.device), self.get_timesteps(images).to(images.device)
