@@ -18,7 +18,9 @@ LABELS = {
     "drdd_blind": "DRDD, MR-blind denoiser (paper)",
     "drdd_prior": "DRDD, MR-blind absolute-σ prior (σ ≤ 1)", "drdd_joint": "DRDD, joint training",
     "drdd_2.5d": "DRDD, 2.5D", "drdd_sampler_t": "DRDD, 2 residual steps, residual net trained at both only",
-    "drdd_split": "DRDD, iterations split 1 : 7 (noise 400, residual 2800)", "regression": "Direct regression",
+    "drdd_split": "DRDD, iterations split 1 : 7 (noise 400, residual 2800)",
+    "drdd_mse": "DRDD, denoiser loss MSE (the previous default)", "drdd_x0": "DRDD, denoiser predicts x0 (L1)",
+    "regression": "Direct regression",
     "water": "Constant water (0 HU in the body)",
     "linear": "Linear MR→HU fit",
     "oracle": "Segmentation oracle (the floor: true tissues where the MR shows them, population HU)",
@@ -350,7 +352,8 @@ def which_method_when(state: dict[str, Any]) -> str:
     uniform = summary.get("drdd_uniform")
     for method, base, against in (("drdd_uniform", drdd, "the default"), ("drdd_blind", uniform, "paper training"),
                                   ("drdd_joint", uniform, "paper training"), ("drdd_2.5d", uniform, "paper training"),
-                                  ("drdd_sampler_t", drdd, "the default"), ("drdd_split", drdd, "the default")):
+                                  ("drdd_sampler_t", drdd, "the default"), ("drdd_split", drdd, "the default"),
+                                  ("drdd_mse", drdd, "the default"), ("drdd_x0", drdd, "the default")):
         if method in summary and base:
             lines.append(f"- **{LABELS[method]}**: {summary[method]['mean']['mae']:.1f} HU "
                          f"({summary[method]['mean']['mae'] - base['mean']['mae']:+.1f} HU against {against}).")

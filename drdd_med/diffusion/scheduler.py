@@ -8,6 +8,7 @@ Variable -> symbol table (the paper's notation; METHOD.md §1):
 ``residual_coef``   ᾱ_t = 1 - sqrt(ā_t) (optionally / ᾱ_{T-1}), residual fraction
 ``sigma_n``         β̄_{T-1}: the fixed noise of the residual stage and the sampler's starting std
 ``train_noise_coef`` noise_sigma_max * sqrt(1 - ā_t): the noise stage's training stds (= ``noise_coef`` by default)
+``noise_prediction`` what the noise net outputs: ε (``"epsilon"``) or the clean image x0 (``"sample"``)
 ``t``, ``s``        current and next timestep of a sampling step; ``s = -1`` is the clean image
 ==================  =========================================================
 """
@@ -22,7 +23,7 @@ from monai.utils import unsqueeze_right
 
 from drdd_med.diffusion.anchor import source_anchor
 
-__all__ = ["DRDDScheduler", "NOISE_TIME_INPUTS", "RESIDUAL_SCHEDULES", "TIME_SCALE", "TRAIN_TIMESTEPS", "check_eta",
+__all__ = ["DRDDScheduler", "NOISE_PREDICTIONS", "NOISE_TIME_INPUTS", "RESIDUAL_SCHEDULES", "TIME_SCALE", "TRAIN_TIMESTEPS", "check_eta",
            "check_timesteps", "sampling_problem", "training_timesteps"]
 
 #: Accepted values of ``residual_schedule``.
@@ -30,6 +31,9 @@ RESIDUAL_SCHEDULES = ("normalized", "code")
 #: Accepted values of ``noise_time_input``: ``"level"`` 1000·β̄_t/noise_level (reference code), ``"absolute"``
 #: 1000·σ (METHOD.md §6.3).
 NOISE_TIME_INPUTS = ("level", "absolute")
+#: Accepted values of ``noise_prediction`` (MONAI's ``prediction_type`` names): the noise net predicts ε
+#: (``"epsilon"``, the paper) or the clean image x0 (``"sample"``).
+NOISE_PREDICTIONS = ("epsilon", "sample")
 #: How a stage draws its training timesteps: from all of 0 ... T-1, or only from the ones its sampler visits.
 TRAIN_TIMESTEPS = ("uniform", "sampler")
 #: The networks' time inputs are ``TIME_SCALE * coefficient`` (reference-code convention, METHOD.md §2).
@@ -92,6 +96,9 @@ class DRDDScheduler(Scheduler):
         noise_sigma_max: top of the noise stage's *training* range, ``noise_sigma_max * sqrt(1 - ā_t)``
             (``"absolute"`` only; None: ``noise_level``). Sampling always runs the ``noise_level`` schedule.
         residual_schedule: ``"normalized"`` or ``"code"`` (see above).
+        noise_prediction: the noise net's output, ``"epsilon"`` (ε̂, the paper's Eq. 9) or ``"sample"`` (x̂0, the
+            clean image). The DDIM noise step takes either (:meth:`noise_epsilon` converts x̂0 to ε̂), so the
+            sampler is the same; only the training target (:meth:`noise_target`) and what the loss weighs differ.
         schedule: name of a MONAI ``NoiseSchedules`` beta schedule.
         schedule_args: keyword arguments of the beta schedule (e.g. ``beta_start``, ``beta_end``).
 
@@ -109,6 +116,7 @@ class DRDDScheduler(Scheduler):
         schedule: str = "linear_beta",
         noise_time_input: str = "level",
         noise_sigma_max: float | None = None,
+        noise_prediction: str = "epsilon",
         **schedule_args,
     ) -> None:
         if int(num_train_timesteps) < 2:
@@ -119,6 +127,8 @@ class DRDDScheduler(Scheduler):
             raise ValueError(f"residual_schedule must be one of {RESIDUAL_SCHEDULES}, got {residual_schedule!r}.")
         if noise_time_input not in NOISE_TIME_INPUTS:
             raise ValueError(f"noise_time_input must be one of {NOISE_TIME_INPUTS}, got {noise_time_input!r}.")
+        if noise_prediction not in NOISE_PREDICTIONS:
+            raise ValueError(f"noise_prediction must be one of {NOISE_PREDICTIONS}, got {noise_prediction!r}.")
         sigma_max = float(noise_level if noise_sigma_max is None else noise_sigma_max)
         if noise_time_input == "level" and sigma_max != float(noise_level):
             raise ValueError(f"noise_sigma_max={noise_sigma_max} needs noise_time_input='absolute': a 'level' time "
@@ -131,6 +141,7 @@ class DRDDScheduler(Scheduler):
         self.residual_schedule = residual_schedule
         self.noise_time_input = noise_time_input
         self.noise_sigma_max = sigma_max
+        self.noise_prediction = noise_prediction
         self.time_scale = TIME_SCALE
 
         # Coefficients are computed once, in float64, from the (float32) MONAI betas (METHOD.md §2).
@@ -179,6 +190,16 @@ class DRDDScheduler(Scheduler):
         """Noise-net time input of training step ``t`` (std ``train_noise_coef[t]``, see :meth:`add_noise`)."""
         t = torch.as_tensor(t, device=self.train_noise_coef.device)
         return self.noise_time_input_of(self.train_noise_coef[t])
+
+    def noise_target(self, original_samples: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The noise net's training target: ``noise`` (ε) or ``original_samples`` (x0), by ``noise_prediction``."""
+        return original_samples if self.noise_prediction == "sample" else noise
+
+    def noise_epsilon(self, noise_pred: torch.Tensor, t: int, sample: torch.Tensor) -> torch.Tensor:
+        """ε̂ from the noise net's output at sampling step ``t``: itself, or ``(x_t - x̂0) / β̄_t`` for ``"sample"``."""
+        if self.noise_prediction == "epsilon":
+            return noise_pred
+        return (sample - noise_pred) / self.noise_coef_at(t)
 
     # ------------------------------------------------------------------ forward processes
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -268,7 +289,8 @@ class DRDDScheduler(Scheduler):
         """DDIM noise step ``x - (β̄_t - sqrt(β̄_s² - σ²)) * ε̂ + σ * ξ`` (Alg. 2; eta = 0 is deterministic).
 
         Args:
-            noise_pred: ε̂, predicted noise, shaped like ``sample``.
+            noise_pred: the noise net's output, shaped like ``sample``: ε̂, or x̂0 when ``noise_prediction`` is
+                ``"sample"`` (converted by :meth:`noise_epsilon`; the last step, s = -1, then returns x̂0).
             t: current timestep.
             s: next timestep (< t; -1 for the last step).
             sample: current state x_t.
@@ -276,6 +298,7 @@ class DRDDScheduler(Scheduler):
             generator: random generator for ξ (only used when eta > 0).
         """
         sigma = self.noise_step_sigma(t, s, eta)
+        noise_pred = self.noise_epsilon(noise_pred, t, sample)
         b_t, b_s = self.noise_coef_at(t), self.noise_coef_at(s)
         out = sample - (b_t - (b_s**2 - sigma**2) ** 0.5) * noise_pred
         if sigma > 0:

@@ -6,7 +6,7 @@ calls the network, so a stock ``monai.engines.SupervisedTrainer`` trains each st
 =========================  ==========================  ===============================  =======================
 prepare-batch              stage inferer               regression target                batch keys
 =========================  ==========================  ===============================  =======================
-``NoisePrepareBatch``      ``NoiseStageInferer``       ε                                target [, source]
+``NoisePrepareBatch``      ``NoiseStageInferer``       ε (or x0, ``noise_prediction``)  target [, source]
 ``ResidualPrepareBatch``   ``ResidualStageInferer``    anchor(source) - target          source, target
 ``CoupledPrepareBatch``    ``CoupledStageInferer``     cat[anchor(source) - target, ε]  source, target
 ``RegressionPrepareBatch`` ``RegressionInferer``       target                           source, target
@@ -113,7 +113,8 @@ class _SchedulerPrepareBatch(DiffusionPrepareBatch):
 
 
 class NoisePrepareBatch(_SchedulerPrepareBatch):
-    """Noise stage: ``{"target": x0[, "source"]}`` -> ``(x0, ε, (), {"noise", "timesteps"[, "source"]})``.
+    """Noise stage: ``{"target": x0[, "source"]}`` -> ``(x0, ε, (), {"noise", "timesteps"[, "source"]})``; the
+    target is x0 instead of ε when the scheduler's ``noise_prediction`` is ``"sample"``.
 
     Works on target-only items (unpaired CT) unless ``conditioned``; the source is read only when ``conditioned``
     (for a source-conditioned noise net). Other arguments as for :class:`ResidualPrepareBatch`.
@@ -123,6 +124,9 @@ class NoisePrepareBatch(_SchedulerPrepareBatch):
                  conditioned: bool = False, generator: torch.Generator | None = None) -> None:
         super().__init__(scheduler, source_key, target_key, generator)
         self.conditioned = bool(conditioned)
+
+    def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.noise_target(images, noise)
 
     def __call__(self, batchdata: Any, device: Any = None, non_blocking: bool = False, **kwargs: Any):
         infer_kwargs: dict[str, Any] = {}

@@ -79,6 +79,8 @@ class ModelConfig:
             :class:`~drdd_med.diffusion.DRDDScheduler`.
         noise_sigma_max: top of the noise stage's training range (``"absolute"`` only; None: ``noise_level``). A
             denoiser trained with it serves any ``noise_level`` up to it, so ``train_residual`` can reuse it.
+        noise_prediction: the noise net's output, ``"epsilon"`` (ε, the paper) or ``"sample"`` (the clean image):
+            see :class:`~drdd_med.diffusion.DRDDScheduler`.
         num_train_timesteps: T of both stages.
         residual_steps: default residual sampling steps, 1 to T.
         residual_train_timesteps: ``"uniform"`` (the paper: the residual net trained at every t) or ``"sampler"``
@@ -122,6 +124,7 @@ class ModelConfig:
     residual_schedule: str = "normalized"
     noise_time_input: str = "level"
     noise_sigma_max: float | None = None
+    noise_prediction: str = "epsilon"
     num_train_timesteps: int = 1000
     residual_steps: int = 2
     residual_train_timesteps: str = "uniform"
@@ -187,7 +190,8 @@ class ModelConfig:
             raise ValueError("invalid model config: " + "; ".join(problems) + ".")
 
     def _scheduler_problem(self) -> str | None:
-        """The scheduler's refusal of ``noise_level`` / ``noise_time_input`` / ``noise_sigma_max``, or None."""
+        """The scheduler's refusal of ``noise_level`` / ``noise_time_input`` / ``noise_sigma_max`` /
+        ``noise_prediction``, or None."""
         try:
             self.build_scheduler()
         except ValueError as exc:
@@ -363,7 +367,7 @@ class ModelConfig:
 
         return DRDDScheduler(num_train_timesteps=self.num_train_timesteps, noise_level=self.noise_level,
                              residual_schedule=self.residual_schedule, noise_time_input=self.noise_time_input,
-                             noise_sigma_max=self.noise_sigma_max)
+                             noise_sigma_max=self.noise_sigma_max, noise_prediction=self.noise_prediction)
 
     def build_inferer(self, **overrides: Any) -> Any:
         """A :class:`~drdd_med.inferers.volume.VolumeDRDDInferer` for whole volumes (``method="regression"``: a

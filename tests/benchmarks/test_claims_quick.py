@@ -64,7 +64,7 @@ def test_every_section_ran_and_each_training_ran_its_budget(quick):
     assert len(state["meta"]["load_at_start"]) == 3
     expected = {"drdd_s0": {"noise": 4, "residual": 4}, "regression_s0": {"regression": 4},
                 "drdd_joint_s0": {"joint": 4}, "drdd_s0_epochs2": {"noise": 8, "residual": 8},
-                "drdd_uniform_s0": {"noise": 4, "residual": 4},
+                "drdd_uniform_s0": {"noise": 4, "residual": 4}, "drdd_mse_s0_epochs2": {"noise": 8, "residual": 8},
                 "regression_s0_epochs2": {"regression": 8}, "drdd_s0_pairs50": {"noise": 4, "residual": 4},
                 "drdd_blind_s0_pairs50": {"noise": 4, "residual": 4}}
     for name, iterations in expected.items():

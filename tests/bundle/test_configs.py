@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, verify_metadata
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +76,17 @@ def test_residual_stage_trains_at_the_timesteps_its_sampler_visits(overrides, dr
     for key, value in overrides.items():
         parser[key] = value
     assert parser.get_parsed_content("train#prepare_batch").timesteps == drawn
+
+
+@pytest.mark.parametrize("prediction, target", [("epsilon", "noise"), ("sample", "x0")])
+def test_noise_prediction_sets_the_noise_stage_target_and_the_saved_model_config(prediction, target):
+    parser = load("train.json")
+    parser["noise_prediction"] = prediction
+    parser["scheduler"] = "$drdd_med.DRDDScheduler(noise_level=@noise_level, noise_prediction=@noise_prediction)"
+    batch = {"target": torch.rand(2, 1, 8, 8), "source": torch.rand(2, 1, 8, 8)}
+    x0, got, _, kwargs = parser.get_parsed_content("noise#prepare_batch")(batch)
+    assert torch.equal(got, x0 if target == "x0" else kwargs["noise"])
+    assert parser["model_config"]["noise_prediction"] == "@noise_prediction"  # recorded in model_config.json
 
 
 def test_multi_gpu_overlay_wraps_the_network_and_shards_both_stages():

@@ -157,3 +157,25 @@ def test_step_counts_are_checked_before_any_network_call(n_res, n_noise, message
 
     with pytest.raises(ValueError, match=message):
         sample_drdd(DRDDScheduler(), never, never, source, z, n_res, n_noise)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+@pytest.mark.parametrize("n_res, n_noise", [(1, 2), (2, 2), (4, 7)])
+def test_x0_predicting_denoiser_samples_like_the_epsilon_one_it_matches(eta, n_res, n_noise):
+    """A noise net that predicts x0 (``noise_prediction="sample"``) and one predicting the ε of that x0 take the
+    same DDIM path (the scheduler converts x̂0 to ε̂), and a perfect x0 oracle returns x0 whatever the residual error."""
+    eps_sched = DRDDScheduler(noise_level=0.2)
+    x0_sched = DRDDScheduler(noise_level=0.2, noise_prediction="sample")
+    x0, source, z = _pair(2, seed=4)
+    guess = x0 + 0.1 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(2))  # an imperfect x̂0
+    error = 0.3 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))
+    residual_fn = lambda x, s, t: s - x0 + error  # noqa: E731
+    as_eps = lambda x, s, t: (x - guess) / (t.view(-1, 1, 1, 1) * eps_sched.noise_level / 1000)  # noqa: E731
+    runs = [sample_drdd(sched, residual_fn, fn, source, z, n_res, n_noise, eta=eta,
+                        generator=torch.Generator().manual_seed(1))
+            for sched, fn in ((eps_sched, as_eps), (x0_sched, lambda x, s, t: guess))]
+    torch.testing.assert_close(runs[0], runs[1], atol=2e-5, rtol=0)
+    if eta == 0.0:
+        torch.testing.assert_close(runs[1], guess, atol=2e-5, rtol=0)  # the last step returns x̂0
+    perfect = sample_drdd(x0_sched, residual_fn, lambda x, s, t: x0, source, z, n_res, n_noise)
+    assert (perfect - x0).abs().max() <= 1e-5

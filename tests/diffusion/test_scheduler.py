@@ -115,7 +115,7 @@ def test_step_noise_with_eta_is_seeded_and_has_the_ddim_sigma():
 
 
 @pytest.mark.parametrize("kwargs", [{"noise_level": 0.0}, {"noise_level": -1.0}, {"residual_schedule": "raw"},
-                                    {"num_train_timesteps": 1}])
+                                    {"num_train_timesteps": 1}, {"noise_prediction": "v_prediction"}])
 def test_invalid_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         DRDDScheduler(**kwargs)

@@ -94,3 +94,10 @@ def test_training_timesteps_are_checked():
         ResidualPrepareBatch(sched, timesteps=[999, 1000])
     with pytest.raises(ValueError, match="non-empty"):
         ResidualPrepareBatch(sched, timesteps=[])
+
+
+def test_x0_predicting_noise_batch_targets_the_clean_image():
+    batch = _batch()
+    x0, target, _, kwargs = NoisePrepareBatch(DRDDScheduler(noise_prediction="sample"), conditioned=True)(batch)
+    assert torch.equal(target, batch["target"]) and torch.equal(x0, batch["target"])
+    assert not torch.equal(target, kwargs["noise"])

@@ -125,3 +125,13 @@ def test_a_sampler_trained_residual_net_samples_only_with_its_step_count():
     assert ModelConfig().build_inferer(residual_steps=4).residual_steps == 4  # uniform training serves any count
     with pytest.raises(ValueError, match="residual_train_timesteps='grid' must be one of"):
         ModelConfig(residual_train_timesteps="grid")
+
+
+def test_noise_prediction_round_trips_into_the_scheduler_and_is_checked():
+    config = ModelConfig(noise_level=0.2, noise_prediction="sample")
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.build_scheduler().noise_prediction == "sample"
+    assert config.build_inferer().scheduler.noise_prediction == "sample"  # what translate samples with
+    assert ModelConfig.from_dict({}).noise_prediction == "epsilon"  # configs written before it: the paper's ε
+    with pytest.raises(ValueError, match="noise_prediction must be one of"):
+        ModelConfig(noise_prediction="x0")
