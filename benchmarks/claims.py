@@ -84,8 +84,8 @@ NOT_IN_BUNDLE = {name: "no run id of train.json trains it" for name in ("coupled
 
 #: Sizes of the full run; the bundle's own settings (train.json) apply to everything not listed.
 FULL: dict[str, Any] = dict(
-    seeds=[0, 1], variants=["drdd_mse", "drdd_x0", "drdd_uniform", "drdd_blind", "drdd_prior", "drdd_joint", "drdd_2.5d", "drdd_sampler_t",
-                            "drdd_split"], budgets=[4, 8, 16, 32],
+    seeds=[0, 1], variants=["drdd_mse", "drdd_x0", "drdd_uniform", "drdd_blind", "drdd_prior", "drdd_joint",
+                            "drdd_2.5d", "drdd_sampler_t", "drdd_split"], budgets=[4, 8, 16, 32],
     fractions=[1.0, 0.5, 0.25, 0.1], noise_levels=[0.1, 0.2, 0.5, 1.0], step_pairs=[[1, 1], [2, 2], [4, 4], [8, 8]],
     noise_step_counts=[1, 2, 4],
     samples=[1, 2, 4, 8], mmd_levels=[0.0, 0.1, 0.3, 0.5, 0.8, 1.0, 1.3, 2.0], mmd_repeats=3, split="test",
@@ -203,8 +203,8 @@ class Bench:
     def train(self, recipe: str, seed: int, fraction: float = 1.0, **overrides: Any) -> str:
         """Train one model with the bundle (once; later calls return the recorded run) and return its name.
 
-        A DRDD model with the MR-blind denoiser at ``fraction < 1`` reuses the denoiser of the same recipe on all data (its
-        noise checkpoint is copied, then ``train_residual`` trains the residual stage on the kept pairs).
+        A DRDD model with the MR-blind denoiser at ``fraction < 1`` reuses the denoiser of the same recipe on all
+        data (its noise checkpoint is copied, then ``train_residual`` trains the residual stage on the kept pairs).
         """
         from monai.bundle import run
 

@@ -348,12 +348,12 @@ def which_method_when(state: dict[str, Any]) -> str:
                              f"{r['mean']['mae']:.1f}" for r in rows)
             lines.append(f"- **{name.capitalize()}** (MAE HU): {text}; best "
                          f"{_step_label(best) if section == 'steps' else format(best[column], 'g')}.")
-    # each variant against the recipe it changes one thing of (PAPER_RESIDUAL in claims.py)
-    uniform = summary.get("drdd_uniform")
-    for method, base, against in (("drdd_uniform", drdd, "the default"), ("drdd_blind", uniform, "paper training"),
+    # each variant against the recipe it changes one thing of (NOISE_MSE, PAPER_RESIDUAL in claims.py)
+    uniform, mse, was = summary.get("drdd_uniform"), summary.get("drdd_mse"), "the default with the MSE denoiser loss"
+    for method, base, against in (("drdd_mse", drdd, "the default"), ("drdd_x0", drdd, "the default"),
+                                  ("drdd_uniform", mse, was), ("drdd_blind", uniform, "paper training"),
                                   ("drdd_joint", uniform, "paper training"), ("drdd_2.5d", uniform, "paper training"),
-                                  ("drdd_sampler_t", drdd, "the default"), ("drdd_split", drdd, "the default"),
-                                  ("drdd_mse", drdd, "the default"), ("drdd_x0", drdd, "the default")):
+                                  ("drdd_sampler_t", mse, was), ("drdd_split", mse, was)):
         if method in summary and base:
             lines.append(f"- **{LABELS[method]}**: {summary[method]['mean']['mae']:.1f} HU "
                          f"({summary[method]['mean']['mae'] - base['mean']['mae']:+.1f} HU against {against}).")

@@ -23,8 +23,8 @@ from monai.utils import unsqueeze_right
 
 from drdd_med.diffusion.anchor import source_anchor
 
-__all__ = ["DRDDScheduler", "NOISE_PREDICTIONS", "NOISE_TIME_INPUTS", "RESIDUAL_SCHEDULES", "TIME_SCALE", "TRAIN_TIMESTEPS", "check_eta",
-           "check_timesteps", "sampling_problem", "training_timesteps"]
+__all__ = ["DRDDScheduler", "NOISE_PREDICTIONS", "NOISE_TIME_INPUTS", "RESIDUAL_SCHEDULES", "TIME_SCALE",
+           "TRAIN_TIMESTEPS", "check_eta", "check_timesteps", "sampling_problem", "training_timesteps"]
 
 #: Accepted values of ``residual_schedule``.
 RESIDUAL_SCHEDULES = ("normalized", "code")
@@ -99,6 +99,9 @@ class DRDDScheduler(Scheduler):
         noise_prediction: the noise net's output, ``"epsilon"`` (ε̂, the paper's Eq. 9) or ``"sample"`` (x̂0, the
             clean image). The DDIM noise step takes either (:meth:`noise_epsilon` converts x̂0 to ε̂), so the
             sampler is the same; only the training target (:meth:`noise_target`) and what the loss weighs differ.
+            On the phantom (MR-conditioned denoiser at noise level 0.2, L1 loss, 1600 iterations, the same residual
+            network) x0-prediction scored 131.5 HU against 127.4 HU for ε (``benchmarks/results/claims.md``), so
+            ``"epsilon"`` stays the default.
         schedule: name of a MONAI ``NoiseSchedules`` beta schedule.
         schedule_args: keyword arguments of the beta schedule (e.g. ``beta_start``, ``beta_end``).
 
@@ -196,7 +199,7 @@ class DRDDScheduler(Scheduler):
         return original_samples if self.noise_prediction == "sample" else noise
 
     def noise_epsilon(self, noise_pred: torch.Tensor, t: int, sample: torch.Tensor) -> torch.Tensor:
-        """ε̂ from the noise net's output at sampling step ``t``: itself, or ``(x_t - x̂0) / β̄_t`` for ``"sample"``."""
+        """ε̂ from the noise net's output at step ``t``: itself, or ``(x_t - x̂0) / β̄_t`` for ``"sample"``."""
         if self.noise_prediction == "epsilon":
             return noise_pred
         return (sample - noise_pred) / self.noise_coef_at(t)
@@ -324,10 +327,10 @@ def training_timesteps(scheduler: DRDDScheduler, mode: str, num_steps: int) -> t
 
     The paper trains each network over every t, but a 2-step sampler asks the residual net about two of them
     (t = 999 and 499): uniform training spends most iterations on states the sampler never visits. On the phantom
-    (1600 iterations per stage, test split) one residual step trained at t = 999 alone measured 131.4 HU against
-    148.4 HU for the paper's uniform training with 2 steps (2 seeds each), and 2 steps trained at their two
-    timesteps 138.0 HU (``benchmarks/results/claims.md``), hence the bundle's default. A network trained with
-    ``"sampler"`` serves only that step count; ``model_config.json`` records it and
+    (1600 iterations per stage, test split, MSE denoiser loss) one residual step trained at t = 999 alone measured
+    131.4 HU against 148.4 HU for the paper's uniform training with 2 steps (2 seeds each), and 2 steps trained at
+    their two timesteps 138.0 HU (``benchmarks/results/claims.md``), hence the bundle's default. A network trained
+    with ``"sampler"`` serves only that step count; ``model_config.json`` records it and
     :meth:`~drdd_med.workflows.model_config.ModelConfig.build_inferer` refuses other counts.
     """
     if mode not in TRAIN_TIMESTEPS:

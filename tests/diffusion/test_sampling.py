@@ -163,7 +163,7 @@ def test_step_counts_are_checked_before_any_network_call(n_res, n_noise, message
 @pytest.mark.parametrize("n_res, n_noise", [(1, 2), (2, 2), (4, 7)])
 def test_x0_predicting_denoiser_samples_like_the_epsilon_one_it_matches(eta, n_res, n_noise):
     """A noise net that predicts x0 (``noise_prediction="sample"``) and one predicting the ε of that x0 take the
-    same DDIM path (the scheduler converts x̂0 to ε̂), and a perfect x0 oracle returns x0 whatever the residual error."""
+    same DDIM path (the scheduler converts x̂0 to ε̂); a perfect x0 oracle returns x0 whatever the residual error."""
     eps_sched = DRDDScheduler(noise_level=0.2)
     x0_sched = DRDDScheduler(noise_level=0.2, noise_prediction="sample")
     x0, source, z = _pair(2, seed=4)
