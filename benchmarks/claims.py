@@ -46,7 +46,7 @@ import drdd_med  # noqa: E402
 from claims_lib.harmonize import harmonization, spec_slices  # noqa: E402
 from claims_lib.merge import (merge_states, recorded_params, section_params, setup_difference,  # noqa: E402
                               upgrade_state)
-from claims_lib.report import write_report  # noqa: E402
+from claims_lib.report import BUDGET_METHODS, write_report  # noqa: E402
 from drdd_med import keys, runtime  # noqa: E402
 from drdd_med.io.atomic import write_atomic  # noqa: E402
 
@@ -341,7 +341,7 @@ def run_section(name: str, bench: Bench, cfg: dict[str, Any]) -> dict[str, Any]:
                          + score("drdd_blind", s0, f) + score("regression", s0, f)]}
     if name == "budget":
         # DRDD trains two networks: equal compute pairs its e epochs per stage with regression's 2e epochs
-        rows = [row for e in cfg["budgets"] for m in ("drdd", "drdd_mse", "drdd_uniform")
+        rows = [row for e in cfg["budgets"] for m in BUDGET_METHODS if m != "regression"
                 for row in score(m, s0, epochs=e)]
         doubled = sorted(set(cfg["budgets"]) | {2 * e for e in cfg["budgets"]})
         return {"rows": rows + [row for e in doubled for row in score("regression", s0, epochs=e)]}
