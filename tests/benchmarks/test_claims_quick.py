@@ -78,6 +78,8 @@ def test_every_section_ran_and_each_training_ran_its_budget(quick):
     assert state["trainings"]["regression_s0"]["run_id"] == "train_regression"
     # the MR-blind denoiser is reused from the run on all CT; the default (MR-conditioned) one trains on the pairs
     assert state["trainings"]["drdd_blind_s0_pairs50"]["run_id"] == "train_residual"
+    assert state["trainings"]["drdd_mrblind_s0_pairs50"]["run_id"] == "train_residual"
+    assert state["trainings"]["drdd_mrblind_s0_pairs50"]["noise_stage_from"] == "drdd_mrblind_s0"
     assert state["trainings"]["drdd_s0_pairs50"]["run_id"] == "training"
     configs = {name: json.loads((work / "runs" / name / "models" / "model_config.json").read_text())
                for name in ("regression_s0", "drdd_blind_s0", "drdd_uniform_s0_noise_level0.5", "drdd_s0",
