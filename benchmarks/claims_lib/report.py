@@ -361,6 +361,7 @@ def which_method_when(state: dict[str, Any]) -> str:
     # each variant against the recipe it changes one thing of (NOISE_MSE, PAPER_RESIDUAL in claims.py)
     uniform, mse, was = summary.get("drdd_uniform"), summary.get("drdd_mse"), "the default with the MSE denoiser loss"
     for method, base, against in (("drdd_mse", drdd, "the default"), ("drdd_x0", drdd, "the default"),
+                                  ("drdd_mrblind", drdd, "the default"),
                                   ("drdd_uniform", mse, was), ("drdd_blind", uniform, "paper training"),
                                   ("drdd_joint", uniform, "paper training"), ("drdd_2.5d", uniform, "paper training"),
                                   ("drdd_sampler_t", mse, was), ("drdd_split", mse, was)):
