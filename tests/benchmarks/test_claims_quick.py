@@ -146,10 +146,11 @@ def test_data_efficiency_drops_pairs_but_keeps_every_ct_for_the_denoiser(quick):
     assert [(i["id"], Path(i["source"]).resolve()) for i in half["test"]] == [
         (i["id"], (work / "data" / "phantom" / i["source"]).resolve()) for i in base["test"]]
     noise = [(work / "runs" / name / "models" / "noise_checkpoint.pt").read_bytes()
-             for name in ("drdd_blind_s0", "drdd_blind_s0_pairs50", "drdd_s0_pairs50")]
-    assert noise[0] == noise[1] and noise[2] != noise[0]
+             for name in ("drdd_blind_s0", "drdd_blind_s0_pairs50", "drdd_s0_pairs50", "drdd_mrblind_s0",
+                          "drdd_mrblind_s0_pairs50")]
+    assert noise[0] == noise[1] and noise[2] != noise[0] and noise[3] == noise[4]
     rows = _rows(state, "data_efficiency")
-    methods = ("drdd", "drdd_blind", "regression", "water", "linear", "oracle")
+    methods = ("drdd", "drdd_blind", "drdd_mrblind", "regression", "water", "linear", "oracle")
     assert {(r["method"], r["training_pairs"]) for r in rows} == {(m, k) for m in methods for k in (1, 2)}
     oracle = [r["mean"]["mae"] for r in rows if r["method"] == "oracle"]  # the floor needs no training pair
     assert oracle[0] == oracle[1] and oracle[0] < min(r["mean"]["mae"] for r in rows if r["method"] == "water")
