@@ -93,7 +93,7 @@ class JointTrainer(SupervisedTrainer):
             raise ValueError("Must provide batch data for current iteration.")
         to = (engine.state.device, engine.non_blocking)
         x0, residual, _, r_kwargs = engine.prepare_batch(batchdata, *to, **engine.to_kwargs)
-        n_x0, noise, _, n_kwargs = engine.noise_prepare_batch(batchdata, *to, **engine.to_kwargs)
+        n_x0, noise_target, _, n_kwargs = engine.noise_prepare_batch(batchdata, *to, **engine.to_kwargs)
         engine.state.output = {Keys.IMAGE: r_kwargs["source"], Keys.LABEL: x0}
         engine.network.train()
         for opt in engine._optimizers():
@@ -105,7 +105,7 @@ class JointTrainer(SupervisedTrainer):
             out[PRED_NOISE] = engine.noise_inferer(n_x0, engine.network, **n_kwargs)
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             loss_r = engine.loss_function(out[Keys.PRED], residual).mean()
-            loss_n = engine.loss_function(out[PRED_NOISE], noise).mean()
+            loss_n = engine.loss_function(out[PRED_NOISE], noise_target).mean()  # ε or x0
             out[LOSS_RESIDUAL], out[LOSS_NOISE] = loss_r.detach(), loss_n.detach()
             out[Keys.LOSS] = loss_r + engine.noise_loss_weight * loss_n
             engine.fire_event(IterationEvents.LOSS_COMPLETED)

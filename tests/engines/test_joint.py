@@ -44,7 +44,8 @@ def test_joint_training_decreases_both_losses_and_fires_events(single_thread, fi
     assert int(ema.ema_model.n_averaged) == steps // 10
     first = [sum(v[i] for v in losses[:10]) / 10 for i in range(3)]
     last = [sum(v[i] for v in losses[-20:]) / 20 for i in range(3)]
-    logger.info("joint, %d steps: residual %.4g -> %.4g, noise %.4g -> %.4g", steps, first[0], last[0], first[1], last[1])
+    logger.info("joint, %d steps: residual %.4g -> %.4g, noise %.4g -> %.4g", steps, first[0], last[0], first[1],
+                last[1])
     assert first[0] / last[0] >= 10 and first[1] / last[1] >= 3, (first, last)
     assert abs(losses[-1][2] - losses[-1][0] - losses[-1][1]) < 1e-5
 
