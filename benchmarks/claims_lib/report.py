@@ -238,6 +238,20 @@ def _example(state: dict[str, Any], path: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- text
+def _noise_field_note(state: dict[str, Any]) -> list[str]:
+    """A line naming the slices' noise field of the DRDD rows (recorded per row; the default changed over time)."""
+    fields = sorted({r["noise_field"] for r in state["rows"].values()
+                     if r.get("noise_field") and r["noise_field"] != "independent"})
+    if not fields:
+        return []
+    names = {"shared": "one noise field shared by every axial slice (the default until the AR(1) field)",
+             "correlated": "an AR(1) noise field along z (adjacent-slice correlation 0.5, the default)"}
+    return ["- Noise field of the DRDD rows (but the \"noise drawn per voxel\" one): "
+            + "; ".join(f"`{f}`, {names.get(f, f)}" for f in fields)
+            + ". `benchmarks/results/noise_field.md` compares the fields on quick-start models: the same MAE within "
+            "1 HU, the through-plane ratio 0.71 shared and 0.79 with the AR(1) field."]
+
+
 def _setup(state: dict[str, Any]) -> list[str]:
     cfg, meta, data = state["config"], state["meta"], state["data"]
     runs = meta["runs"]
@@ -256,6 +270,7 @@ def _setup(state: dict[str, Any]) -> list[str]:
         "- Scoring: `SCTPredictor.from_bundle(run)` (the `translate` path: whole volumes, native grid, HU) and "
         "`drdd_med.workflows.evaluate.evaluate_cases` (the training report's scorer: SynthRAD 2023/2025 metrics and "
         "tissue MAE inside the body mask); ± is the std over seeds in the method table, else over cases.",
+        *_noise_field_note(state),
         f"- Machine: {meta['cpu']}, {meta['cpus']} CPU(s) available, {meta['threads']} torch thread(s), device "
         f"{meta['device']}, precision {meta['precision']}; 1-minute load average "
         + (f"{min(load):.1f}–{max(load):.1f} around the trainings" if load else "not recorded")

@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate with :func:`drdd_med.workflows.report.evaluate_predictor`; print the table; return 0 (2 for a
-    missing model)."""
+    missing model or a sampling option the model cannot take)."""
     from drdd_med.data.spec import load_spec
     from drdd_med.workflows.evaluate import format_table
     from drdd_med.workflows.paths import default_bundle_dir
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictor = SCTPredictor.from_bundle(args.bundle or default_bundle_dir(), device=args.device,
                                              residual_steps=residual, noise_steps=noise, num_samples=args.samples,
-                                             seed=args.seed)
-    except FileNotFoundError as exc:
+                                             seed=args.seed, noise_correlation=args.noise_correlation)
+    except (FileNotFoundError, ValueError) as exc:
         return user_error("evaluate", exc)
     start = time.perf_counter()
     result = evaluate_predictor(predictor, spec, args.out, args.split, baselines=args.baselines, montage=args.montage)

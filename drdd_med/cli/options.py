@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["add_bundle_options", "add_sampling_options", "parse_steps", "positive_int", "quiet_optional_decoders",
-           "user_error"]
+           "unit_interval", "user_error"]
 
 
 def parse_steps(text: str) -> tuple[int, int]:
@@ -34,6 +34,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """A number in [0, 1], else ``argparse.ArgumentTypeError``."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}.")
+    return value
+
+
 def add_bundle_options(parser: argparse.ArgumentParser) -> None:
     """``--bundle`` (the trained bundle, default bundles/drdd) and the required ``--out`` folder."""
     parser.add_argument("--bundle", type=Path, default=None, help="trained bundle folder (default: bundles/drdd)")
@@ -41,12 +49,17 @@ def add_bundle_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, samples_help: str) -> None:
-    """``--steps R,N``, ``--samples N``, ``--device`` and ``--seed``: how the bundle's model samples."""
+    """``--steps R,N``, ``--samples N``, ``--noise-correlation``, ``--device`` and ``--seed``: how the bundle's model
+    samples."""
     parser.add_argument("--steps", type=parse_steps, default=None, metavar="R,N",
                         help="residual and noise sampling steps (default: the model's, 1,2 for the bundle's; a "
                              "model trained with residual_train_timesteps 'sampler' takes only its own residual "
                              "count)")
     parser.add_argument("--samples", type=positive_int, default=1, metavar="N", help=f"{samples_help} (default: 1)")
+    parser.add_argument("--noise-correlation", type=unit_interval, default=None, metavar="RHO",
+                        help="2D / 2.5D models: correlation of the noise fields of adjacent axial slices; 1 = one "
+                             "field shared by every slice (streaks along z), 0 = independent slices (stripes) "
+                             "(default: 0.5, which measured closest to the CT across slices)")
     parser.add_argument("--device", default="auto",
                         help="auto (GPU if available), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--seed", type=int, default=0,

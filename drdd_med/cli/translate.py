@@ -230,7 +230,8 @@ def _load_predictor(args: argparse.Namespace) -> Any:
     residual, noise = args.steps or (None, None)
     predictor = SCTPredictor.from_bundle(bundle, device=args.device, residual_steps=residual, noise_steps=noise,
                                          num_samples=args.samples, seed=args.seed, precision=args.precision,
-                                         threads=args.threads, domain=args.domain)
+                                         threads=args.threads, domain=args.domain,
+                                         noise_correlation=args.noise_correlation)
     print(f"drdd-med translate: {describe(predictor.device, predictor.precision)}", file=sys.stderr)
     return predictor
 

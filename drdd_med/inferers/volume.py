@@ -12,6 +12,7 @@ sliding windows, precision and memory layout: one network evaluation per volume.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable
 
 import torch
@@ -30,7 +31,7 @@ __all__ = ["VolumeDRDDInferer", "VolumeRegressionInferer", "slice_stack", "slice
 
 logger = logging.getLogger(__name__)
 
-NOISE_FIELDS = ("shared", "independent")
+NOISE_FIELDS = ("shared", "independent", "correlated")
 #: CPU slice batches hold about this many pixels per slice batch: the measured optimum for the 2D presets on a
 #: 2-core AVX512 CPU was 2 slices of 256² (4 and 16 slices per call were 10 % and 2.6x slower per slice: the
 #: activations of a large batch no longer fit the caches). GPUs keep large batches.
@@ -115,12 +116,19 @@ class VolumeDRDDInferer(DRDDInferer):
             the sampler's arithmetic stays float32.
         channels_last: run 2D networks on channels-last tensors (None: on CPU, where oneDNN's convolutions measured
             1.3-1.6x faster so; the network's weights are converted once per :meth:`sample`).
-        noise_field: ``"shared"`` draws one in-plane noise field z(x, y) for every axial slice in 2D / 2.5D, so
-            that neighbouring slices start the noise stage from the same noise and agree (no through-plane stripes);
-            ``"independent"`` draws z per voxel. 3D always draws z per voxel (the windows see the whole field).
-            ``"shared"`` is the default because it measured better with the same MAE: on the default phantom model
-            (MR-conditioned denoiser, validation) 117.2 vs 117.3 HU, stripe ratio 0.94 vs 1.17 (1 = as consistent
-            across slices as the CT; :func:`~drdd_med.metrics.functional.through_plane_consistency`).
+        noise_field: how the axial slices' noise fields z(x, y) relate in 2D / 2.5D. ``"shared"``: one field for
+            every slice, so neighbouring slices start the noise stage from the same noise and agree (no stripes), but
+            its texture is extruded along z (streaks in coronal and sagittal views); ``"independent"``: z drawn per
+            voxel (slices disagree: stripes); ``"correlated"``: a stationary AR(1) field along z, each slice's z
+            unit-variance Gaussian with correlation ``noise_correlation`` to its neighbour's (1 = shared,
+            0 = independent). 3D always draws z per voxel (the windows see the whole field).
+        noise_correlation: adjacent-slice correlation of ``"correlated"`` (in [0, 1]). ``"correlated"`` with 0.5 is
+            the default because it measured best at the same MAE (``benchmarks/noise_field.py``, two quick-start
+            models, validation and test): correlation 0 / 0.5 / 0.7 / 1 (shared) gave 133.8 / 133.8 / 133.7 /
+            134.3 HU, through-plane ratios (sCT / CT change between adjacent slices, 1 = the CT's) of 0.85 / 0.79 /
+            0.76 / 0.71 and stripe ratios of 1.12 / 1.05 / 1.01 / 0.95
+            (:func:`~drdd_med.metrics.functional.through_plane_consistency`); its coronal and sagittal views show
+            neither the shared field's streaks nor the stripes of independent noise.
         kwargs: other :class:`DRDDInferer` options (``clip``, ``subtract_noise``, ...).
 
     Example:
@@ -145,13 +153,17 @@ class VolumeDRDDInferer(DRDDInferer):
         progress: Progress | None = None,
         precision: str = "fp32",
         channels_last: bool | None = None,
-        noise_field: str = "shared",
+        noise_field: str = "correlated",
+        noise_correlation: float = 0.5,
         **kwargs: Any,
     ) -> None:
         super().__init__(scheduler, residual_steps=residual_steps, noise_steps=noise_steps, eta=eta, **kwargs)
         if noise_field not in NOISE_FIELDS:
             raise ValueError(f"noise_field must be one of {NOISE_FIELDS}, got {noise_field!r}.")
+        if not 0.0 <= float(noise_correlation) <= 1.0:
+            raise ValueError(f"noise_correlation must lie in [0, 1], got {noise_correlation}.")
         self.noise_field = noise_field
+        self.noise_correlation = float(noise_correlation)
         mode = str(mode).lower()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -201,12 +213,19 @@ class VolumeDRDDInferer(DRDDInferer):
     def initial_noise(
         self, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype
     ) -> torch.Tensor:
-        """z for the whole (1, Ct, X, Y, Z) volume: one in-plane field repeated along Z with ``noise_field="shared"``
-        in 2D / 2.5D, else i.i.d. per voxel."""
+        """z for the whole (1, Ct, X, Y, Z) volume: in 2D / 2.5D one in-plane field repeated along Z (``"shared"``)
+        or an AR(1) field along Z (``"correlated"``), else i.i.d. per voxel."""
         if self.noise_field == "independent" or self.mode == "3d":
             return super().initial_noise(shape, generator, device, dtype)
-        plane = super().initial_noise((*shape[:-1], 1), generator, device, dtype)
-        return plane.expand(shape).contiguous()
+        if self.noise_field == "shared":
+            plane = super().initial_noise((*shape[:-1], 1), generator, device, dtype)
+            return plane.expand(shape).contiguous()
+        rho = self.noise_correlation
+        z = super().initial_noise(shape, generator, device, dtype)
+        keep = math.sqrt(1.0 - rho * rho)  # z_k = rho z_(k-1) + keep e_k: unit variance, correlation rho
+        for k in range(1, shape[-1]):
+            z[..., k] = rho * z[..., k - 1] + keep * z[..., k]
+        return z
 
     # ------------------------------------------------------------------ network evaluations over the volume
     def _tick(self) -> None:
@@ -332,7 +351,8 @@ class VolumeRegressionInferer(VolumeDRDDInferer):
         >>> sct = inferer(mr_volume, regression_net)  # (1, 1, X, Y, Z) in [-1, 1]
     """
 
-    _SAMPLING_OPTIONS = ("residual_steps", "noise_steps", "eta", "subtract_noise", "allow_noise_level_mismatch")
+    _SAMPLING_OPTIONS = ("residual_steps", "noise_steps", "eta", "subtract_noise", "allow_noise_level_mismatch",
+                         "noise_field", "noise_correlation")
 
     def __init__(self, mode: str = "2d", num_slices: int = 1, num_samples: int = 1, clip: bool = True,
                  **kwargs: Any) -> None:
@@ -342,7 +362,7 @@ class VolumeRegressionInferer(VolumeDRDDInferer):
         sampling = sorted(set(kwargs) & set(self._SAMPLING_OPTIONS))
         if sampling:
             raise ValueError(f"{sampling}: a regression model has no sampling steps (one network evaluation per "
-                             "volume); drop these options (--steps) for it.")
+                             "volume); drop these options (--steps, --noise-correlation) for it.")
         super().__init__(None, residual_steps=0, noise_steps=0, mode=mode, num_slices=num_slices, clip=clip,
                          **kwargs)
 

@@ -97,7 +97,7 @@ def test_every_section_ran_and_each_training_ran_its_budget(quick):
     assert [(r["method"], r["network_calls"]) for r in steps] == [("drdd_uniform", 2), ("drdd_uniform", 4),
                                                                   ("drdd_uniform", 2), ("drdd_uniform", 4),
                                                                   ("drdd", 3), ("drdd", 1)]
-    assert [r["noise_field"] for r in steps] == ["shared", "shared", "shared", "independent", "shared", "shared"]
+    assert [r["noise_field"] for r in steps] == ["correlated"] * 3 + ["independent"] + ["correlated"] * 2
     for row in state["rows"].values():
         assert 0 <= row["mean"]["mae"] < 4096
 

@@ -54,7 +54,8 @@ def test_evaluate_without_trained_bundle_exits_2(tmp_path, capsys, setup):
 
 
 @pytest.mark.parametrize(("option", "problem"), [(["--samples", "0"], "expected an integer >= 1"),
-                                                 (["--steps", "0,2"], "the residual stage needs at least one step")])
+                                                 (["--steps", "0,2"], "the residual stage needs at least one step"),
+                                                 (["--noise-correlation", "1.5"], "expected a number in [0, 1]")])
 def test_evaluate_refuses_bad_sampling_options_before_loading(tmp_path, capsys, option, problem):
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", "--spec", str(tmp_path / "none.json"), "--out", str(tmp_path), *option])

@@ -17,6 +17,7 @@ from drdd_med.cli.main import main
 from drdd_med.io.dicom_series import load_series
 from drdd_med.slicer_support.command import build_translate_command, expected_output_path
 from drdd_med.slicer_support.progress import parse_progress
+from drdd_med.workflows.predictor import SCTPredictor
 
 AFFINE = np.array([[-1.2, 0, 0, 20.0], [0, 0.9, 0, -11.0], [0, 0, 3.0, 5.0], [0, 0, 0, 1]])
 
@@ -150,6 +151,24 @@ def test_missing_model_and_bad_options_exit_2(tmp_path, capsys, inputs):
         with pytest.raises(SystemExit) as exc:
             main(["translate", str(inputs["nifti"]), "--out", str(tmp_path), "--steps", steps])
         assert exc.value.code == 2 and f"--steps '{steps}': {problem}" in capsys.readouterr().err
+
+
+def test_noise_correlation_reaches_the_sampler(tmp_path, capsys, bundle, inputs):
+    """``--noise-correlation`` samples as the predictor with that correlation does, not as the default."""
+    hu = {}
+    for rho in (None, "1"):
+        out = tmp_path / f"out_{rho}"
+        extra = ("--noise-correlation", rho) if rho else ()
+        code, _, stderr = _translate(capsys, inputs["nifti"], "--bundle", bundle, "--out", out, "--device", "cpu",
+                                     "--no-progress-lines", *extra)
+        assert code == 0, stderr
+        hu[rho] = np.asarray(nib.load(out / "case1_sct.nii.gz").dataobj)
+    expected = SCTPredictor.from_bundle(bundle, device="cpu", noise_correlation=1.0).predict(inputs["nifti"]).hu
+    assert np.abs(hu["1"] - expected[0].numpy()).max() <= 0.5  # the file holds the rounded HU
+    assert np.abs(hu[None].astype(float) - hu["1"]).max() > 1  # the default (0.5) is another noise field
+    with pytest.raises(SystemExit) as exc:
+        main(["translate", str(inputs["nifti"]), "--out", str(tmp_path), "--noise-correlation", "-0.1"])
+    assert exc.value.code == 2 and "expected a number in [0, 1]" in capsys.readouterr().err
 
 
 def test_a_sampler_trained_model_refuses_another_residual_step_count_and_writes_nothing(tmp_path, capsys,

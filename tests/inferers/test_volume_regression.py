@@ -84,7 +84,7 @@ def test_output_is_clamped_to_the_unit_range(volume):
 def test_samples_and_sampling_options_are_refused(volume):
     with pytest.raises(ValueError, match="deterministic"):
         VolumeRegressionInferer(num_samples=3)
-    for option in ({"residual_steps": 2}, {"noise_steps": 1}, {"eta": 0.5}):
+    for option in ({"residual_steps": 2}, {"noise_steps": 1}, {"eta": 0.5}, {"noise_correlation": 0.5}):
         with pytest.raises(ValueError, match="no sampling steps"):
             VolumeRegressionInferer(**option)
     with pytest.raises(ValueError, match="no sampling arguments"):
