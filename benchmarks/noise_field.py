@@ -14,8 +14,10 @@ Usage (from the repository root)::
     python -m monai.bundle run training --config_file bundles/drdd/train.json        # the quick start
     python benchmarks/noise_field.py --bundles bundles/drdd                          # results/noise_field.*
 
-Results: ``<out>/noise_field.json`` (every row, per bundle and split), ``noise_field.md`` (the table) and
-``noise_field.png`` (coronal and sagittal views of the first split's first case for each setting, next to its CT).
+Results (``--name``, default noise_field): ``<out>/<name>.json`` (every row, per bundle and split), ``<name>.md``
+(the table) and ``<name>.png`` (coronal and sagittal views of the first split's first case for each setting, one
+sample each, next to its CT). ``--samples N`` scores the mean of N samples and adds the std map's calibration
+(``claims.calibration``, through the claims benchmark's ``Recorder``).
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
-from claims import TRAIN_CONFIG  # noqa: E402
+from claims import TRAIN_CONFIG, Recorder  # noqa: E402
 
 METRICS = ("mae", "psnr_2025", "ssim_2023", "through_plane_ratio", "in_plane_ratio", "stripe_ratio")
+#: the std map's calibration with --samples N > 1 (claims.calibration: inside the body, per case, then the mean)
+CALIBRATION = ("spearman", "top_error", "rest_error")
 CORRELATIONS = (0.0, 0.5, 0.7, 0.85, 1.0)
 
 
@@ -60,26 +64,31 @@ def phantom_spec(work: Path) -> Any:
 
 
 def measure(bundles: list[Path], correlations: list[float], splits: list[str], spec: Any, work: Path,
-            threads: int | None = None) -> dict[str, Any]:
-    """Score every bundle with every correlation on every split; rows keyed ``<bundle>|<rho>|<split>``."""
+            threads: int | None = None, samples: int = 1) -> dict[str, Any]:
+    """Score every bundle with every correlation on every split; rows keyed ``<bundle>|<rho>|<split>``. With
+    ``samples > 1`` the sCT is the mean of that many samples and each row adds its std map's calibration."""
+    from drdd_med.workflows.data import evaluation_cases
     from drdd_med.workflows.predictor import SCTPredictor
     from drdd_med.workflows.report import evaluate_predictor
 
     rows: dict[str, Any] = {}
     for bundle in bundles:
         for rho in correlations:
-            predictor = SCTPredictor.from_bundle(bundle, device="cpu", threads=threads, **field_options(rho))
+            predictor = SCTPredictor.from_bundle(bundle, device="cpu", threads=threads, num_samples=samples,
+                                                 **field_options(rho))
             for split in splits:
-                start = time.perf_counter()
-                result = evaluate_predictor(predictor, spec, work / "eval" / bundle.name / f"{rho}_{split}", split,
-                                            baselines=False, montage=False)
-                rows[f"{bundle}|{rho}|{split}"] = {
-                    "bundle": str(bundle), "rho": rho, "split": split, **field_options(rho),
-                    "cases": result["num_cases"], "seconds": round(time.perf_counter() - start, 1),
-                    **{m: result["model"][m] for m in METRICS}}
+                start, out = time.perf_counter(), work / "eval" / bundle.name / f"{rho}_{split}_n{samples}"
+                recorder = Recorder(predictor, evaluation_cases(spec, split), out / "sct")
+                result = evaluate_predictor(recorder, spec, out, split, baselines=False, montage=False)
+                row = {"bundle": str(bundle), "rho": rho, "split": split, **field_options(rho), "samples": samples,
+                       "cases": result["num_cases"], "seconds": round(time.perf_counter() - start, 1),
+                       **{m: result["model"][m] for m in METRICS}}
+                if recorder.calibration:
+                    row.update({k: float(sum(c[k] for c in recorder.calibration) / len(recorder.calibration))
+                                for k in CALIBRATION})
+                rows[f"{bundle}|{rho}|{split}"] = row
                 logging.info("%s rho %.2f %s: MAE %.1f HU, through-plane %.3f, stripe %.3f", bundle, rho, split,
-                             rows[f"{bundle}|{rho}|{split}"]["mae"], result["model"]["through_plane_ratio"],
-                             result["model"]["stripe_ratio"])
+                             row["mae"], row["through_plane_ratio"], row["stripe_ratio"])
     return {"rows": rows, "summary": summary(rows, correlations)}
 
 
@@ -89,7 +98,8 @@ def summary(rows: dict[str, Any], correlations: list[float]) -> dict[str, dict[s
     for rho in correlations:
         group = [r for r in rows.values() if r["rho"] == rho]
         weight = sum(r["cases"] for r in group)
-        out[str(rho)] = {m: sum(r[m] * r["cases"] for r in group) / weight for m in METRICS}
+        names = METRICS + tuple(k for k in CALIBRATION if all(k in r for r in group))
+        out[str(rho)] = {m: sum(r[m] * r["cases"] for r in group) / weight for m in names}
     return out
 
 
@@ -118,12 +128,16 @@ def picture(bundle: Path, correlations: list[float], spec: Any, split: str, path
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = ["| noise field | MAE HU | PSNR dB | SSIM | through-plane ratio | in-plane ratio | stripe ratio |",
-             "|---|---|---|---|---|---|---|"]
+    calibrated = all("spearman" in row for row in result["summary"].values())
+    extra = " Spearman(std, \\|error\\|) | top-10 % error HU | rest error HU |" if calibrated else ""
+    lines = ["| noise field | MAE HU | PSNR dB | SSIM | through-plane ratio | in-plane ratio | stripe ratio |" + extra,
+             "|---|---|---|---|---|---|---|" + ("---|---|---|" if calibrated else "")]
     for rho, row in result["summary"].items():
         label = field_options(float(rho))["noise_field"] + ("" if float(rho) in (0.0, 1.0) else f", rho {rho}")
+        cells = (f" {row['spearman']:.2f} | {row['top_error']:.0f} | {row['rest_error']:.0f} |" if calibrated else "")
         lines.append(f"| {label} | {row['mae']:.1f} | {row['psnr_2025']:.2f} | {row['ssim_2023']:.3f} | "
-                     f"{row['through_plane_ratio']:.3f} | {row['in_plane_ratio']:.3f} | {row['stripe_ratio']:.3f} |")
+                     f"{row['through_plane_ratio']:.3f} | {row['in_plane_ratio']:.3f} | {row['stripe_ratio']:.3f} |"
+                     + cells)
     per = ["| bundle | split | noise field | MAE HU | through-plane ratio | stripe ratio |",
            "|---|---|---|---|---|---|"]
     for r in result["rows"].values():
@@ -141,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", nargs="+", default=["validation", "test"], choices=("validation", "test"))
     p.add_argument("--spec", type=Path, default=None,
                    help="data spec JSON to score on (default: the bundle's phantom, generated under --work)")
+    p.add_argument("--samples", type=int, default=1,
+                   help="samples per case: N > 1 scores their mean and adds the std map's calibration (default: 1)")
+    p.add_argument("--name", default="noise_field", help="result name: <out>/<name>.{json,md,png}")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: the predictor's, one per idle CPU)")
     p.add_argument("--out", type=Path, default=_HERE / "results")
@@ -160,21 +177,25 @@ def main(argv: list[str] | None = None) -> int:
     from drdd_med.data.spec import load_spec
 
     spec = load_spec(args.spec) if args.spec else phantom_spec(args.work)
-    result = measure(args.bundles, args.correlations, args.splits, spec, args.work, args.threads)
-    picture(args.bundles[0], args.correlations, spec, args.splits[0], args.out / "noise_field.png", args.threads)
+    result = measure(args.bundles, args.correlations, args.splits, spec, args.work, args.threads, args.samples)
+    picture(args.bundles[0], args.correlations, spec, args.splits[0], args.out / f"{args.name}.png", args.threads)
     result.update(seconds=round(time.perf_counter() - start, 1), load_average_at_start=[round(v, 2) for v in load],
                   machine=args.machine or f"{platform.machine()}, {os.cpu_count()} CPU(s)",
                   threads=torch.get_num_threads(), note=args.note,
                   command="python benchmarks/noise_field.py " + shlex.join(sys.argv[1:] if argv is None else argv))
-    write_atomic(args.out / "noise_field.json", json.dumps(result, indent=1) + "\n")
+    write_atomic(args.out / f"{args.name}.json", json.dumps(result, indent=1) + "\n")
     text = ("# Noise field of the axial slices: DRDD sCT by adjacent-slice noise correlation\n\n"
             f"_Generated by `{result['command']}` ({result['seconds']:.0f} s, {result['machine']}, "
             f"{result['threads']} thread(s))._ {result['note']} Mean over the bundles and splits, every case "
             "weighing the same; ratios are sCT / CT (1 = the CT's): the mean change between adjacent slices "
             "(through-plane) and "
             "between neighbours within the slices (in-plane), and their quotient (stripe; > 1 = slices disagree "
-            "more than the in-plane texture explains).\n\n" + table(result) + "\n![noise_field.png](noise_field.png)\n")
-    write_atomic(args.out / "noise_field.md", text)
+            "more than the in-plane texture explains)."
+            + (f" The sCT is the mean of {args.samples} samples; Spearman is the rank correlation of their per-voxel "
+               "std with the |error| inside the body, and the top-10 % error that of the most uncertain voxels."
+               if args.samples > 1 else "")
+            + "\n\n" + table(result) + f"\n![{args.name}.png]({args.name}.png)\n")
+    write_atomic(args.out / f"{args.name}.md", text)
     print(table(result))
     return 0
 

@@ -59,3 +59,15 @@ def test_a_folder_without_a_model_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--bundles", str(tmp_path), "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no trained model" in proc.stderr
+
+
+def test_samples_add_the_std_maps_calibration(tmp_path, make_tiny_bundle):
+    spec = write_phantom_dataset(tmp_path / "phantom", subjects=4, unpaired=0, shape=(24, 24, 10))
+    cmd = [sys.executable, str(SCRIPT), "--bundles", str(make_tiny_bundle(seed=4)), "--correlations", "0.5",
+           "--splits", "validation", "--spec", str(spec), "--samples", "2", "--name", "n2", "--threads", "1",
+           "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (row,) = json.loads((tmp_path / "out" / "n2.json").read_text())["rows"].values()
+    assert row["samples"] == 2 and -1.0 <= row["spearman"] <= 1.0 and row["top_error"] >= 0
+    assert "Spearman" in (tmp_path / "out" / "n2.md").read_text() and (tmp_path / "out" / "n2.png").is_file()
