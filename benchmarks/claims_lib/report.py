@@ -246,7 +246,7 @@ def _noise_field_note(state: dict[str, Any]) -> list[str]:
         return []
     names = {"shared": "one noise field shared by every axial slice (the default until the AR(1) field)",
              "correlated": "an AR(1) noise field along z (adjacent-slice correlation 0.5, the default)"}
-    return ["- Noise field of the DRDD rows (but the \"noise drawn per voxel\" one): "
+    return ["- Noise field of the DRDD rows (except the \"noise drawn per voxel\" one): "
             + "; ".join(f"`{f}`, {names.get(f, f)}" for f in fields)
             + ". `benchmarks/results/noise_field.md` compares the fields on quick-start models: the same MAE within "
             "1 HU, the through-plane ratio 0.71 shared and 0.79 with the AR(1) field."]

@@ -115,8 +115,9 @@ def test_committed_phantom_spec_matches_the_generator_defaults():
 
 #: Fingerprint of the default subject [0, 0] and of the first CT-only subject, from the quick-start generator: the
 #: mask's voxel count and the tissue labels' counts (within 0.1 % + 2 voxels), the MR's and CT's mean and std (to
-#: 1e-4 relative). Not a hash of the bytes: the float results differ in their last bits between CPUs (numpy and
-#: scipy take other SIMD paths without AVX-512), while any change of the generator moves these by far more.
+#: 1e-4 relative). Not a hash of the bytes: the float results differ in their last bits between CPUs and library
+#: builds (a byte hash recorded on an AVX-512 machine failed on one without), while any change of the generator
+#: (another subject, parameter or formula) moves these by far more.
 DEFAULT_SUBJECT = {"mask": 152065, "labels": [289913, 2871, 11609, 29130, 11447, 8265, 52960, 21279, 14894],
                    "mr": (104.79335073976041, 133.03006739793233), "ct": (-589.072344744647, 598.0925284924626)}
 DEFAULT_UNPAIRED = {"mask": 141520, "ct": (-620.9495374891493, 576.9020134361263)}
