@@ -292,6 +292,7 @@ class Bench:
                "train_seconds": record["train_seconds"], "residual_steps": r, "noise_steps": n,
                "num_samples": predictor.num_samples, "subtract_noise": subtract_noise, "network_calls": calls,
                "noise_field": getattr(predictor.inferer, "noise_field", None),
+               "noise_correlation": getattr(predictor.inferer, "noise_correlation", None),
                "params": sum(p.numel() for p in predictor.network.parameters()),
                "sample_seconds_per_case": float(np.mean([c[0] for c in costs])),
                "sample_cpu_seconds_per_case": float(np.mean([c[1] for c in costs])), "threads": self.threads,

@@ -53,6 +53,12 @@ def field_options(rho: float) -> dict[str, Any]:
     return {"noise_field": "correlated", "noise_correlation": rho}
 
 
+def field_label(rho: float) -> str:
+    """``independent``, ``shared`` or ``correlated, rho <rho>``."""
+    name = field_options(rho)["noise_field"]
+    return name if name != "correlated" else f"{name}, rho {rho:g}"
+
+
 def phantom_spec(work: Path) -> Any:
     """The bundle's phantom (``train.json``'s ``phantom`` settings), generated under ``work`` when missing."""
     from monai.bundle import ConfigParser
@@ -92,6 +98,27 @@ def measure(bundles: list[Path], correlations: list[float], splits: list[str], s
     return {"rows": rows, "summary": summary(rows, correlations)}
 
 
+def references(bundles: list[Path], splits: list[str], spec: Any, work: Path,
+               threads: int | None = None) -> dict[str, dict[str, float]]:
+    """MAE, PSNR, SSIM and the ratios of ``bundles`` (models without a noise field: regression) and of the trivial
+    baselines, each averaged over ``splits`` by case, as the first bundle's report scores them."""
+    from drdd_med.workflows.predictor import SCTPredictor
+    from drdd_med.workflows.report import evaluate_predictor
+
+    scored: dict[str, list[tuple[dict[str, float], int]]] = {}
+    for index, bundle in enumerate(bundles):
+        predictor = SCTPredictor.from_bundle(bundle, device="cpu", threads=threads)
+        for split in splits:
+            result = evaluate_predictor(predictor, spec, work / "eval" / bundle.name / f"reference_{split}", split,
+                                        baselines=index == 0, montage=False)
+            n = result["num_cases"]
+            scored.setdefault(f"{predictor.config.method}: {bundle.name}", []).append((result["model"], n))
+            for name, row in result["baselines"].items():
+                scored.setdefault(name, []).append((row, n))
+    return {name: {m: sum(r[m] * n for r, n in group) / sum(n for _, n in group) for m in METRICS}
+            for name, group in scored.items()}
+
+
 def summary(rows: dict[str, Any], correlations: list[float]) -> dict[str, dict[str, float]]:
     """Per correlation: each metric's mean over the bundles and splits (every case weighs the same)."""
     out = {}
@@ -120,8 +147,7 @@ def picture(bundle: Path, correlations: list[float], spec: Any, split: str, path
     for rho in correlations:
         predictor = SCTPredictor.from_bundle(bundle, device="cpu", threads=threads, **field_options(rho))
         sct = predictor.predict(case["source"]).hu
-        label = {1.0: "shared (rho 1)", 0.0: "independent (rho 0)"}.get(rho, f"rho {rho:g}")
-        panels.append((label, sct[0].numpy(), hu))
+        panels.append((field_label(rho), sct[0].numpy(), hu))
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     save_montage(path, panels, planes=("coronal", "sagittal"), spacing_mm=spacing,
                  title=f"{Path(case['source']).parent.name}: sCT by noise field (bundle {bundle.name})")
@@ -133,11 +159,15 @@ def table(result: dict[str, Any]) -> str:
     lines = ["| noise field | MAE HU | PSNR dB | SSIM | through-plane ratio | in-plane ratio | stripe ratio |" + extra,
              "|---|---|---|---|---|---|---|" + ("---|---|---|" if calibrated else "")]
     for rho, row in result["summary"].items():
-        label = field_options(float(rho))["noise_field"] + ("" if float(rho) in (0.0, 1.0) else f", rho {rho}")
+        label = field_label(float(rho))
         cells = (f" {row['spearman']:.2f} | {row['top_error']:.0f} | {row['rest_error']:.0f} |" if calibrated else "")
         lines.append(f"| {label} | {row['mae']:.1f} | {row['psnr_2025']:.2f} | {row['ssim_2023']:.3f} | "
                      f"{row['through_plane_ratio']:.3f} | {row['in_plane_ratio']:.3f} | {row['stripe_ratio']:.3f} |"
                      + cells)
+    for name, row in result.get("references", {}).items():
+        lines.append(f"| *{name}* | {row['mae']:.1f} | {row['psnr_2025']:.2f} | {row['ssim_2023']:.3f} | "
+                     f"{row['through_plane_ratio']:.3f} | {row['in_plane_ratio']:.3f} | {row['stripe_ratio']:.3f} |"
+                     + (" – | – | – |" if calibrated else ""))
     per = ["| bundle | split | noise field | MAE HU | through-plane ratio | stripe ratio |",
            "|---|---|---|---|---|---|"]
     for r in result["rows"].values():
@@ -155,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", nargs="+", default=["validation", "test"], choices=("validation", "test"))
     p.add_argument("--spec", type=Path, default=None,
                    help="data spec JSON to score on (default: the bundle's phantom, generated under --work)")
+    p.add_argument("--references", type=Path, nargs="*", default=[],
+                   help="bundles scored once beside the fields (e.g. a regression model trained at the same budget); "
+                        "the trivial baselines (water, linear, the phantom's oracle) come with them")
     p.add_argument("--samples", type=int, default=1,
                    help="samples per case: N > 1 scores their mean and adds the std map's calibration (default: 1)")
     p.add_argument("--name", default="noise_field", help="result name: <out>/<name>.{json,md,png}")
@@ -170,14 +203,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from drdd_med.io.atomic import write_atomic
 
-    missing = [str(b) for b in args.bundles if not (b / "models" / "model.pt").is_file()]
+    from drdd_med.data.spec import load_spec
+
+    missing = [str(b) for b in args.bundles + args.references if not (b / "models" / "model.pt").is_file()]
     if missing:
         p.error(f"no trained model (models/model.pt) in {', '.join(missing)}: train the bundle first")
     start, load = time.perf_counter(), os.getloadavg()
-    from drdd_med.data.spec import load_spec
-
     spec = load_spec(args.spec) if args.spec else phantom_spec(args.work)
     result = measure(args.bundles, args.correlations, args.splits, spec, args.work, args.threads, args.samples)
+    if args.references:
+        result["references"] = references(args.references, args.splits, spec, args.work, args.threads)
     picture(args.bundles[0], args.correlations, spec, args.splits[0], args.out / f"{args.name}.png", args.threads)
     result.update(seconds=round(time.perf_counter() - start, 1), load_average_at_start=[round(v, 2) for v in load],
                   machine=args.machine or f"{platform.machine()}, {os.cpu_count()} CPU(s)",

@@ -239,17 +239,16 @@ def _example(state: dict[str, Any], path: Path) -> bool:
 
 # ----------------------------------------------------------------------------------------------- text
 def _noise_field_note(state: dict[str, Any]) -> list[str]:
-    """A line naming the slices' noise field of the DRDD rows (recorded per row; the default changed over time)."""
-    fields = sorted({r["noise_field"] for r in state["rows"].values()
-                     if r.get("noise_field") and r["noise_field"] != "independent"})
+    """A line naming the slices' noise field of the DRDD rows, as each row recorded it (the default changed)."""
+    names = {"shared": "one noise field shared by every axial slice",
+             "correlated": "an AR(1) noise field along z, adjacent-slice correlation {}"}
+    fields = sorted({(r["noise_field"], r.get("noise_correlation")) for r in state["rows"].values()
+                     if r.get("noise_field") and r["noise_field"] != "independent"}, key=str)
     if not fields:
         return []
-    names = {"shared": "one noise field shared by every axial slice (the default until the AR(1) field)",
-             "correlated": "an AR(1) noise field along z (adjacent-slice correlation 0.5, the default)"}
     return ["- Noise field of the DRDD rows (except the \"noise drawn per voxel\" one): "
-            + "; ".join(f"`{f}`, {names.get(f, f)}" for f in fields)
-            + ". `benchmarks/results/noise_field.md` compares the fields on quick-start models: the same MAE within "
-            "1 HU, the through-plane ratio 0.71 shared and 0.79 with the AR(1) field."]
+            + "; ".join(f"`{f}`, {names.get(f, f).format(rho)}" for f, rho in fields)
+            + ". `benchmarks/results/noise_field.md` compares the fields."]
 
 
 def _setup(state: dict[str, Any]) -> list[str]:

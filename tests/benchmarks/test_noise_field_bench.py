@@ -24,9 +24,10 @@ def run(tmp_path_factory, make_tiny_bundle):
     base = tmp_path_factory.mktemp("noise_field")
     spec = write_phantom_dataset(base / "phantom", subjects=4, unpaired=0, shape=(24, 24, 10))
     bundle = make_tiny_bundle(seed=3)
+    regression = make_tiny_bundle(seed=5, method="regression")
     cmd = [sys.executable, str(SCRIPT), "--bundles", str(bundle), "--correlations", "0", "0.5", "1",
-           "--splits", "validation", "--spec", str(spec), "--threads", "1", "--out", str(base / "out"),
-           "--work", str(base / "work")]
+           "--splits", "validation", "--spec", str(spec), "--references", str(regression), "--threads", "1",
+           "--out", str(base / "out"), "--work", str(base / "work")]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return spec, bundle, base / "out", json.loads((base / "out" / "noise_field.json").read_text())
@@ -46,6 +47,15 @@ def test_rows_are_the_shipped_predictor_scored_by_the_one_scorer(run, tmp_path):
     tp = [rows[r]["through_plane_ratio"] for r in (1.0, 0.5, 0.0)]
     assert tp[0] < tp[1] < tp[2]
     assert result["summary"]["0.5"]["mae"] == pytest.approx(rows[0.5]["mae"])  # one bundle, one split
+
+
+def test_regression_and_the_trivial_baselines_stand_beside_the_fields(run):
+    _, _, out, result = run
+    refs = result["references"]
+    assert {name for name in refs if name.startswith("regression: ")} and {"water", "linear", "oracle"} <= set(refs)
+    assert refs["water"]["mae"] > 0 and refs["oracle"]["mae"] < refs["water"]["mae"]
+    text = (out / "noise_field.md").read_text()
+    assert "| *water* |" in text and "| *regression: " in text
 
 
 def test_table_and_picture_are_written(run):
