@@ -441,9 +441,13 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": 0.0}
     meta.setdefault("runs", []).append(this_run)
     device = runtime.resolve_device(args.device)
-    meta.update(quick=args.quick, torch=torch.__version__, drdd_med=drdd_med.__version__, threads=args.threads,
-                cpu=platform.processor() or platform.machine(), cpus=runtime.available_cpus(), device=str(device),
-                precision=runtime.resolve_precision("auto", device), load_at_start=_load())
+    machine = {"torch": torch.__version__, "drdd_med": drdd_med.__version__, "threads": args.threads,
+               "cpu": platform.processor() or platform.machine(), "cpus": runtime.available_cpus(),
+               "device": str(device), "precision": runtime.resolve_precision("auto", device)}
+    this_run.update(machine)  # each run's own settings; the top level keeps the first run's (its trainings')
+    for key, value in machine.items():
+        meta.setdefault(key, value)
+    meta.update(quick=args.quick, load_at_start=_load())
     runtime.configure_threads(args.threads)
     started = time.perf_counter()
 

@@ -273,13 +273,20 @@ def _setup(state: dict[str, Any]) -> list[str]:
         f"- Machine: {meta['cpu']}, {meta['cpus']} CPU(s) available, {meta['threads']} torch thread(s), device "
         f"{meta['device']}, precision {meta['precision']}; 1-minute load average "
         + (f"{min(load):.1f}–{max(load):.1f} around the trainings" if load else "not recorded")
-        + ". Wall-clock of each run: " + "; ".join(f"`{r['command']}` ({r['seconds'] / 60:.1f} min)" for r in runs)
+        + ". Wall-clock of each run: "
+        + "; ".join(f"`{r['command']}` ({r['seconds'] / 60:.1f} min{_run_settings(r, meta)})" for r in runs)
         + (" (partial runs of one setup, merged by `--merge`)" if len(runs) > 1 else "")
         + ". Training minutes are wall-clock from the run's start to "
         "its last stage checkpoint (the in-training validation included, export and report excluded); on shared "
         "cores they are inflated by other work, and runs made on other days ran on VMs of other speeds: compare "
         "iterations across runs, minutes only within one run.",
     ]
+
+
+def _run_settings(run: dict[str, Any], meta: dict[str, Any]) -> str:
+    """``"; threads 2; precision fp32"`` when a run's recorded settings differ from the report's machine line."""
+    differ = [(k, run[k]) for k in ("threads", "precision", "device") if k in run and run[k] != meta.get(k)]
+    return "".join(f"; {k} {v}" for k, v in differ)
 
 
 def _ratio(a: float, b: float) -> str:

@@ -195,6 +195,17 @@ def test_resume_trains_and_scores_nothing_again(quick):
     assert after["trainings"] == before["trainings"] and after["rows"] == before["rows"]
 
 
+def test_a_resumed_run_on_other_settings_keeps_the_trainings_machine_and_names_its_own(quick):
+    out, work, _ = quick
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--threads", "2", "--out", str(out), "--work", str(work), "--resume"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    meta = json.loads((out / "claims.json").read_text())["meta"]
+    assert meta["threads"] == 1 and meta["runs"][0]["threads"] == 1 and meta["runs"][-1]["threads"] == 2
+    machine = next(line for line in (out / "claims.md").read_text().splitlines() if line.startswith("- Machine:"))
+    assert "1 torch thread(s)" in machine and machine.count("; threads 2") == 1
+
+
 def test_a_section_whose_lists_change_reruns_from_the_recorded_rows(quick):
     out, work, before = quick
     proc = _run(out, work, "--resume", "--only", "samples", "--samples", "1", "2")
