@@ -29,6 +29,11 @@ LABELS = {
 }
 #: The data-efficiency section's models, in the order of its table (the baselines follow).
 EFFICIENCY_METHODS = ("drdd", "drdd_blind", "drdd_mrblind", "regression")
+#: How the data-efficiency verdicts name each method (where its denoiser's training data matters).
+EFFICIENCY_NAMES = {"drdd": "DRDD default (MR-conditioned denoiser, trained on the kept pairs)",
+                    "drdd_blind": "DRDD, paper training, with the MR-blind denoiser trained on every CT",
+                    "drdd_mrblind": "DRDD default with the MR-blind denoiser trained on every CT",
+                    "regression": "regression"}
 #: The budget section's curves, in the order of its table.
 BUDGET_METHODS = ("drdd", "drdd_mse", "drdd_uniform", "regression")
 #: (metric key of evaluate_cases, column title, decimals); a column shows only when the scorer gives its metric.
@@ -354,10 +359,7 @@ def which_method_when(state: dict[str, Any]) -> str:
             if fractions[0] in by and fractions[-1] in by:
                 loss[method] = by[fractions[0]] - by[fractions[-1]]
         if "regression" in loss and len(loss) > 1:
-            names = {"drdd": "DRDD default (MR-conditioned denoiser, trained on the kept pairs)",
-                     "drdd_blind": "DRDD, paper training, with the MR-blind denoiser trained on every CT",
-                     "drdd_mrblind": "DRDD default with the MR-blind denoiser trained on every CT",
-                     "regression": "regression"}
+            names = EFFICIENCY_NAMES
             text = ", ".join(f"{names[m]} {loss[m]:+.1f} HU" for m in loss)
             blind = loss.get("drdd_mrblind", loss.get("drdd_blind"))
             verdict = ("" if blind is None else " — the DRDD whose denoiser sees every CT loses "
@@ -395,25 +397,43 @@ def which_method_when(state: dict[str, Any]) -> str:
     if tp:
         lines.append("- **Through-plane** (sCT / CT mean |difference| of adjacent slices in the body; 1 = as smooth "
                      "as the CT): " + ", ".join(f"{n} {v:.2f}" for n, v in tp) + ".")
+    few = few_pairs_choice(eff)
+    situations = []
     if drdd and reg:
         winner = "DRDD" if drdd["mean"]["mae"] < reg["mean"]["mae"] else "Direct regression"
-        few = "not measured"
-        if len(fractions) > 1 and len(loss) == 2:
-            few = "DRDD (`train_noise` on all CT, `train_residual` on the pairs)" if loss["drdd"] < loss["regression"] \
-                else "Direct regression (it lost less than DRDD when pairs were removed)"
         uncertain = (f"DRDD with `--samples N` (Spearman {calibrated[-1]['calibration']['spearman']:.2f})"
                      if calibrated else "DRDD with `--samples N` (calibration not measured)")
         best = min(samples, key=lambda r: r["mean"]["mae"]) if samples else None
         any_cost = (f"DRDD, mean of N = {best['num_samples']} samples ({best['mean']['mae']:.1f} vs "
                     f"{reg['mean']['mae']:.1f} HU, {best['network_calls']} U-Net calls)"
                     if best and best["mean"]["mae"] < reg["mean"]["mae"] else "Direct regression")
-        lines += ["", "| Situation | Method (on this evidence) |", "|---|---|",
-                  f"| Lowest HU error at the default budget, one sample | {winner} |",
-                  f"| Lowest HU error at the default budget, sampling cost no object | {any_cost} |",
-                  "| Lowest cost per volume | Direct regression (1 U-Net call) |",
-                  f"| Samples or a per-voxel uncertainty map | {uncertain} |",
+        situations += [f"| Lowest HU error at the default budget, one sample | {winner} |",
+                       f"| Lowest HU error at the default budget, sampling cost no object | {any_cost} |",
+                       "| Lowest cost per volume | Direct regression (1 U-Net call) |",
+                       f"| Samples or a per-voxel uncertainty map | {uncertain} |"]
+    if situations or eff:
+        lines += ["", "| Situation | Method (on this evidence) |", "|---|---|", *situations,
                   f"| Few pairs, plenty of unpaired CT | {few} |"]
     return "\n".join(lines) + "\n"
+
+
+def few_pairs_choice(eff: list[dict[str, Any]]) -> str:
+    """The "few pairs" situation: the method with the lowest MAE at the fewest training pairs measured, next to
+    regression's MAE there (the choice a site with few pairs makes), or a "not measured" that says how to measure it
+    (the quick-start phantom's subjects are too alike for it)."""
+    missing = "not measured here (`--only data_efficiency --phantom variation=high subjects=24`)"
+    fractions = sorted({r["fraction"] for r in eff})
+    if len(fractions) < 2:
+        return missing
+    fewest = {r["method"]: r["mean"]["mae"] for r in eff
+              if r["fraction"] == fractions[0] and r["method"] in EFFICIENCY_METHODS}
+    if "regression" not in fewest or len(fewest) < 2:
+        return missing
+    best = min(fewest, key=fewest.get)
+    pairs = _pairs_label(fractions[0], eff)
+    if best == "regression":
+        return f"Direct regression: {fewest[best]:.1f} HU with {pairs}, the lowest of the methods measured"
+    return f"{EFFICIENCY_NAMES[best]}: {fewest[best]:.1f} vs regression {fewest['regression']:.1f} HU with {pairs}"
 
 
 def _step_label(r: dict[str, Any]) -> str:
