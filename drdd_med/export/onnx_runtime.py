@@ -23,7 +23,8 @@ from drdd_med.networks.drdd_net import NOISE, RESIDUAL, DRDDNet
 __all__ = ["OnnxDRDDNet"]
 
 # metadata entries both files must agree on
-_SHARED = ("spatial_dims", "source_channels", "target_channels", "divisor", "noise_level", "noise_conditioned")
+_SHARED = ("spatial_dims", "source_channels", "target_channels", "divisor", "noise_level", "noise_conditioned",
+           "residual_prediction")
 
 
 class _OnnxStage(nn.Module):
@@ -114,7 +115,8 @@ class OnnxDRDDNet(DRDDNet):
         super().__init__(nets[RESIDUAL], nets[NOISE], noise_conditioned=bool(shared["noise_conditioned"]),
                          noise_level=float(shared["noise_level"]), divisor=int(shared["divisor"]),
                          source_channels=int(shared["source_channels"]),
-                         target_channels=int(shared["target_channels"]))
+                         target_channels=int(shared["target_channels"]),
+                         residual_prediction=str(shared["residual_prediction"]))
         self.metadata = meta
         self.spatial_dims = int(shared["spatial_dims"])
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["DRDDNet", "network_divisor", "unwrap", "RESIDUAL", "NOISE"]
+from drdd_med.diffusion.anchor import source_anchor
+
+__all__ = ["DRDDNet", "network_divisor", "unwrap", "RESIDUAL", "NOISE", "RESIDUAL_PREDICTIONS"]
 
 #: ``stage`` values of :meth:`DRDDNet.forward`.
 RESIDUAL = "residual"
 NOISE = "noise"
+#: What the wrapped residual network outputs: the residual itself, or the clean target (``"sample"``), from which
+#: :meth:`DRDDNet.predict_residual` forms the residual ``anchor(source) - x̂0``.
+RESIDUAL_PREDICTIONS = ("residual", "sample")
 
 
 def unwrap(network: nn.Module) -> nn.Module:
@@ -46,6 +51,11 @@ class DRDDNet(nn.Module):
         divisor: required spatial divisibility; inferred from the networks when None.
         source_channels: Cs; inferred from ``residual_net.in_channels`` when None and available.
         target_channels: Ct; inferred from ``residual_net.out_channels`` when None and available.
+        residual_prediction: ``"residual"`` (the network outputs ``anchor(source) - x0``, the paper) or
+            ``"sample"`` (it outputs x0 and :meth:`predict_residual` subtracts it from the anchor). Both give the
+            sampler the same r̂ and the same L1 training loss; they differ in what the network must learn to
+            produce. A residual output must reproduce the source's own texture (MR noise and bias field) to cancel
+            it, which a U-Net without an input-to-output skip learns slowly; an x0 output need not.
     """
 
     def __init__(
@@ -57,8 +67,13 @@ class DRDDNet(nn.Module):
         divisor: int | None = None,
         source_channels: int | None = None,
         target_channels: int | None = None,
+        residual_prediction: str = "residual",
     ) -> None:
         super().__init__()
+        if residual_prediction not in RESIDUAL_PREDICTIONS:
+            raise ValueError(f"residual_prediction must be one of {list(RESIDUAL_PREDICTIONS)}, "
+                             f"got {residual_prediction!r}.")
+        self.residual_prediction = residual_prediction
         self.residual_net = residual_net
         self.noise_net = noise_net
         self.noise_conditioned = bool(noise_conditioned)
@@ -79,9 +94,15 @@ class DRDDNet(nn.Module):
 
         ``domain``: (B,) source-domain class labels for a residual net built with ``num_class_embeds``.
         """
+        inputs = torch.cat([x, source], dim=1)
         if domain is None:
-            return self.residual_net(torch.cat([x, source], dim=1), timesteps=t_input)
-        return self.residual_net(torch.cat([x, source], dim=1), timesteps=t_input, class_labels=domain)
+            out = self.residual_net(inputs, timesteps=t_input)
+        else:
+            out = self.residual_net(inputs, timesteps=t_input, class_labels=domain)
+        if self.residual_prediction == "sample":  # in float32 at least: a bf16 difference would round the residual
+            dtype = torch.promote_types(out.dtype, torch.float32)
+            return source_anchor(source, out.shape[1]).to(dtype) - out.to(dtype)
+        return out
 
     def predict_noise(self, x: torch.Tensor, source: torch.Tensor | None, t_input: torch.Tensor) -> torch.Tensor:
         """ε̂ = E_φ(x_t [, source], 1000·β̄_t/noise_level); ``source`` is ignored unless ``noise_conditioned``."""
@@ -114,4 +135,5 @@ class DRDDNet(nn.Module):
 
     def extra_repr(self) -> str:
         level = float(self.noise_level)
-        return f"noise_conditioned={self.noise_conditioned}, noise_level={level}, divisor={self.divisor}"
+        return (f"noise_conditioned={self.noise_conditioned}, noise_level={level}, divisor={self.divisor}, "
+                f"residual_prediction={self.residual_prediction!r}")

@@ -129,6 +129,7 @@ def build_drdd_net(
     preset: str = "small",
     noise_conditioned: bool = False,
     noise_level: float = 1.0,
+    residual_prediction: str = "residual",
     **overrides: Any,
 ) -> DRDDNet:
     """Build a :class:`DRDDNet` of two ``DiffusionModelUNet`` networks.
@@ -140,6 +141,7 @@ def build_drdd_net(
         preset: a key of :data:`PRESETS` (``"tiny"``, ``"lean"``, ``"compact"``, ``"small"``, ``"paper"``).
         noise_conditioned: the noise net also receives the source (reference-code variant).
         noise_level: stored in the checkpoint; must match the scheduler's at sampling time.
+        residual_prediction: what the residual net outputs, ``"residual"`` or ``"sample"`` (see :class:`DRDDNet`).
         overrides: network options, plain (both nets) or prefixed ``residual_`` / ``noise_``.
 
     Returns:
@@ -156,7 +158,8 @@ def build_drdd_net(
     noise_in = target_channels + (source_channels if noise_conditioned else 0)
     noise_net = build_unet(spatial_dims, noise_in, target_channels, **_role_config(preset, "noise", overrides))
     net = DRDDNet(residual_net, noise_net, noise_conditioned=noise_conditioned, noise_level=noise_level,
-                  source_channels=source_channels, target_channels=target_channels)
+                  source_channels=source_channels, target_channels=target_channels,
+                  residual_prediction=residual_prediction)
     logger.debug("built DRDDNet preset=%s spatial_dims=%d divisor=%d", preset, spatial_dims, net.divisor)
     return net
 

@@ -38,6 +38,7 @@ from torch import nn
 from drdd_med import keys
 from drdd_med.data.domains import DOMAIN_MODALITY, DOMAINS, SOURCE_NORMALIZE
 from drdd_med.diffusion.scheduler import TRAIN_TIMESTEPS, sampling_problem
+from drdd_med.networks.drdd_net import RESIDUAL_PREDICTIONS
 from drdd_med.io.atomic import atomic_file, write_atomic
 
 __all__ = ["METHODS", "MODEL_CONFIG_NAME", "MODEL_WEIGHTS_NAME", "ModelConfig", "load_weights", "model_paths",
@@ -81,6 +82,8 @@ class ModelConfig:
             denoiser trained with it serves any ``noise_level`` up to it, so ``train_residual`` can reuse it.
         noise_prediction: the noise net's output, ``"epsilon"`` (ε, the paper) or ``"sample"`` (the clean image):
             see :class:`~drdd_med.diffusion.DRDDScheduler`.
+        residual_prediction: the residual net's output, ``"residual"`` (``anchor(source) - x0``, the paper) or
+            ``"sample"`` (x0, turned into the residual by the model): see :class:`~drdd_med.networks.DRDDNet`.
         num_train_timesteps: T of both stages.
         residual_steps: default residual sampling steps, 1 to T.
         residual_train_timesteps: ``"uniform"`` (the paper: the residual net trained at every t) or ``"sampler"``
@@ -125,6 +128,7 @@ class ModelConfig:
     noise_time_input: str = "level"
     noise_sigma_max: float | None = None
     noise_prediction: str = "epsilon"
+    residual_prediction: str = "residual"
     num_train_timesteps: int = 1000
     residual_steps: int = 2
     residual_train_timesteps: str = "uniform"
@@ -176,6 +180,9 @@ class ModelConfig:
         steps_problem = sampling_problem(self.residual_steps, self.noise_steps, self.num_train_timesteps)
         if steps_problem:
             problems.append(steps_problem)
+        if self.residual_prediction not in RESIDUAL_PREDICTIONS:
+            problems.append(f"residual_prediction={self.residual_prediction!r} must be one of "
+                            f"{list(RESIDUAL_PREDICTIONS)}")
         if self.residual_train_timesteps not in TRAIN_TIMESTEPS:
             problems.append(f"residual_train_timesteps={self.residual_train_timesteps!r} must be one of "
                             f"{list(TRAIN_TIMESTEPS)}")
@@ -359,7 +366,8 @@ class ModelConfig:
         if self.domain_embedding:
             overrides["residual_num_class_embeds"] = len(self.domains)
         return build_drdd_net(self.spatial_dims, self.network_source_channels, self.target_channels, self.preset,
-                              self.noise_conditioned, noise_level=self.noise_level, **overrides)
+                              self.noise_conditioned, noise_level=self.noise_level,
+                              residual_prediction=self.residual_prediction, **overrides)
 
     def build_scheduler(self) -> Any:
         """The :class:`~drdd_med.diffusion.DRDDScheduler` the model was trained with."""

@@ -130,7 +130,7 @@ def test_metadata_round_trip(exported):
                         "in_channels": 2 if stage == "residual" or config.noise_conditioned else 1,
                         "source_channels": 1, "target_channels": 1, "divisor": net.divisor,
                         "noise_level": NOISE_LEVEL, "noise_conditioned": config.noise_conditioned,
-                        "drdd_med_version": drdd_med.__version__}
+                        "drdd_med_version": drdd_med.__version__, "residual_prediction": "residual"}
     onnx_net = OnnxDRDDNet(paths["residual"], paths["noise"])
     for name in ("divisor", "noise_conditioned", "source_channels", "target_channels"):
         assert getattr(onnx_net, name) == getattr(net, name)
@@ -145,6 +145,26 @@ def test_onnx_matches_torch_at_new_batch_and_spatial_sizes(exported):
     onnx_net = OnnxDRDDNet.from_dir(paths["residual"].parent, intra_op_num_threads=1)
     worst, scale = _compare(net, onnx_net, [(1, (12, 20)), (4, (6, 6))])
     assert worst <= 1e-3 and scale > 0.1
+
+
+def test_an_x0_residual_net_exports_and_runs_like_torch(tmp_path):
+    """``residual_prediction="sample"``: the anchor subtraction is the model's, so the ONNX model must know it."""
+    torch.manual_seed(0)
+    config = ModelConfig(mode="2d", preset="tiny", noise_level=NOISE_LEVEL, residual_prediction="sample")
+    net = randomize(config.build_network()).eval()
+    paths = export_onnx(net, tmp_path, 2, num_threads=1)
+    assert read_metadata(paths["residual"])["residual_prediction"] == "sample"
+    onnx_net = OnnxDRDDNet.from_dir(tmp_path, intra_op_num_threads=1)
+    assert onnx_net.residual_prediction == "sample"
+    worst, scale = _compare(net, onnx_net, [(1, (12, 20))])
+    assert worst <= 1e-3 and scale > 0.1
+
+
+def test_files_written_before_residual_prediction_read_as_residual(exported):
+    _, _, paths, _ = exported
+    props = {p.key: p.value for p in onnx.load(str(paths["residual"])).metadata_props}
+    assert props.pop("residual_prediction") == "residual"
+    assert onnx_export.parse_metadata(props)["residual_prediction"] == "residual"
 
 
 def test_3d_export_matches_torch(tmp_path):

@@ -70,3 +70,16 @@ def test_stage_parameters_are_disjoint():
     noise_ids = {id(p) for p in net.noise_net.parameters()}
     assert not res_ids & noise_ids
     assert res_ids | noise_ids == {id(p) for p in net.parameters()}
+
+
+def test_an_x0_residual_net_gives_the_residual_from_the_anchor():
+    """``residual_prediction="sample"``: r̂ = anchor(source) - net output; the anchor of a 2.5D stack is its middle
+    slice. The default passes the output through."""
+    x, t = torch.full((1, 1, 4, 4), 0.25), torch.tensor([999.0])
+    source = torch.stack([torch.full((4, 4), v) for v in (-1.0, 0.5, 1.0)])[None]  # 3 slices, middle 0.5
+    sample = DRDDNet(_Recorder(), _Recorder(), residual_prediction="sample", target_channels=1)
+    torch.testing.assert_close(sample.predict_residual(x, source, t), torch.full_like(x, 0.5 - 0.25))
+    plain = DRDDNet(_Recorder(), _Recorder(), target_channels=1)
+    torch.testing.assert_close(plain.predict_residual(x, source, t), x)
+    with pytest.raises(ValueError, match="residual_prediction"):
+        DRDDNet(_Recorder(), _Recorder(), residual_prediction="x0")

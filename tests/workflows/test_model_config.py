@@ -135,3 +135,14 @@ def test_noise_prediction_round_trips_into_the_scheduler_and_is_checked():
     assert ModelConfig.from_dict({}).noise_prediction == "epsilon"  # configs written before it: the paper's ε
     with pytest.raises(ValueError, match="noise_prediction must be one of"):
         ModelConfig(noise_prediction="x0")
+
+
+def test_residual_prediction_round_trips_into_the_network_and_is_checked(tmp_path):
+    config = ModelConfig(preset="tiny", residual_prediction="sample")
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    save_model(config.build_network(), config, tmp_path)
+    loaded = ModelConfig.load(tmp_path)  # what translate builds its network from
+    assert load_weights(loaded.build_network(), tmp_path).residual_prediction == "sample"
+    assert ModelConfig.from_dict({}).residual_prediction == "residual"  # configs written before it: the paper's
+    with pytest.raises(ValueError, match="residual_prediction="):
+        ModelConfig(residual_prediction="x0")
