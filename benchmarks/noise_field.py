@@ -26,8 +26,6 @@ import argparse
 import json
 import logging
 import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
 from claims import TRAIN_CONFIG, Recorder  # noqa: E402
+from claims_lib.bundle_scoring import add_arguments, reference_rows, require_models, run_record  # noqa: E402
 
 METRICS = ("mae", "psnr_2025", "ssim_2023", "through_plane_ratio", "in_plane_ratio", "stripe_ratio")
 #: the std map's calibration with --samples N > 1 (claims.calibration: inside the body, per case, then the mean)
@@ -102,21 +101,11 @@ def references(bundles: list[Path], splits: list[str], spec: Any, work: Path,
                threads: int | None = None) -> dict[str, dict[str, float]]:
     """MAE, PSNR, SSIM and the ratios of ``bundles`` (models without a noise field: regression) and of the trivial
     baselines, each averaged over ``splits`` by case, as the first bundle's report scores them."""
-    from drdd_med.workflows.predictor import SCTPredictor
-    from drdd_med.workflows.report import evaluate_predictor
-
-    scored: dict[str, list[tuple[dict[str, float], int]]] = {}
-    for index, bundle in enumerate(bundles):
-        predictor = SCTPredictor.from_bundle(bundle, device="cpu", threads=threads)
-        for split in splits:
-            result = evaluate_predictor(predictor, spec, work / "eval" / bundle.name / f"reference_{split}", split,
-                                        baselines=index == 0, montage=False)
-            n = result["num_cases"]
-            scored.setdefault(f"{predictor.config.method}: {bundle.name}", []).append((result["model"], n))
-            for name, row in result["baselines"].items():
-                scored.setdefault(name, []).append((row, n))
-    return {name: {m: sum(r[m] * n for r, n in group) / sum(n for _, n in group) for m in METRICS}
-            for name, group in scored.items()}
+    scored: dict[str, list[dict[str, Any]]] = {}
+    for row in reference_rows(bundles, splits, spec, work, threads):
+        scored.setdefault(row["name"], []).append(row)
+    return {name: {m: sum(r["metrics"][m] * r["cases"] for r in group) / sum(r["cases"] for r in group)
+                   for m in METRICS} for name, group in scored.items()}
 
 
 def summary(rows: dict[str, Any], correlations: list[float]) -> dict[str, dict[str, float]]:
@@ -182,42 +171,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="trained bundle folders (output_dir of a training run: models/ inside)")
     p.add_argument("--correlations", type=float, nargs="+", default=list(CORRELATIONS),
                    help="adjacent-slice correlations rho; 1 = shared field, 0 = independent (default: %(default)s)")
-    p.add_argument("--splits", nargs="+", default=["validation", "test"], choices=("validation", "test"))
-    p.add_argument("--spec", type=Path, default=None,
-                   help="data spec JSON to score on (default: the bundle's phantom, generated under --work)")
-    p.add_argument("--references", type=Path, nargs="*", default=[],
-                   help="bundles scored once beside the fields (e.g. a regression model trained at the same budget); "
-                        "the trivial baselines (water, linear, the phantom's oracle) come with them")
     p.add_argument("--samples", type=int, default=1,
                    help="samples per case: N > 1 scores their mean and adds the std map's calibration (default: 1)")
-    p.add_argument("--name", default="noise_field", help="result name: <out>/<name>.{json,md,png}")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: the predictor's, one per idle CPU)")
-    p.add_argument("--out", type=Path, default=_HERE / "results")
-    p.add_argument("--work", type=Path, default=_HERE / "_work" / "noise_field")
     p.add_argument("--machine", default=None, help="a line describing the machine, kept in the JSON")
-    p.add_argument("--note", default="", help="what the bundles are (how they were trained), kept in the JSON")
+    add_arguments(p, "noise_field", _HERE / "_work" / "noise_field", beside="fields")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    import torch
-
+    from drdd_med.data.spec import load_spec
     from drdd_med.io.atomic import write_atomic
 
-    from drdd_med.data.spec import load_spec
-
-    missing = [str(b) for b in args.bundles + args.references if not (b / "models" / "model.pt").is_file()]
-    if missing:
-        p.error(f"no trained model (models/model.pt) in {', '.join(missing)}: train the bundle first")
+    require_models(p, args.bundles + args.references)
     start, load = time.perf_counter(), os.getloadavg()
     spec = load_spec(args.spec) if args.spec else phantom_spec(args.work)
     result = measure(args.bundles, args.correlations, args.splits, spec, args.work, args.threads, args.samples)
     if args.references:
         result["references"] = references(args.references, args.splits, spec, args.work, args.threads)
     picture(args.bundles[0], args.correlations, spec, args.splits[0], args.out / f"{args.name}.png", args.threads)
-    result.update(seconds=round(time.perf_counter() - start, 1), load_average_at_start=[round(v, 2) for v in load],
-                  machine=args.machine or f"{platform.machine()}, {os.cpu_count()} CPU(s)",
-                  threads=torch.get_num_threads(), note=args.note,
-                  command="python benchmarks/noise_field.py " + shlex.join(sys.argv[1:] if argv is None else argv))
+    result.update(**run_record("noise_field.py", argv, start, load, args.machine), note=args.note)
     write_atomic(args.out / f"{args.name}.json", json.dumps(result, indent=1) + "\n")
     text = ("# Noise field of the axial slices: DRDD sCT by adjacent-slice noise correlation\n\n"
             f"_Generated by `{result['command']}` ({result['seconds']:.0f} s, {result['machine']}, "

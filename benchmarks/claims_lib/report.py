@@ -359,8 +359,7 @@ def which_method_when(state: dict[str, Any]) -> str:
             if fractions[0] in by and fractions[-1] in by:
                 loss[method] = by[fractions[0]] - by[fractions[-1]]
         if "regression" in loss and len(loss) > 1:
-            names = EFFICIENCY_NAMES
-            text = ", ".join(f"{names[m]} {loss[m]:+.1f} HU" for m in loss)
+            text = ", ".join(f"{EFFICIENCY_NAMES[m]} {loss[m]:+.1f} HU" for m in loss)
             blind = loss.get("drdd_mrblind", loss.get("drdd_blind"))
             verdict = ("" if blind is None else " — the DRDD whose denoiser sees every CT loses "
                        + ("less than regression" if blind < loss["regression"] else "no less than regression")
@@ -371,7 +370,7 @@ def which_method_when(state: dict[str, Any]) -> str:
             best = min(fewest, key=fewest.get)
             lines.append(f"- **Data efficiency** ({_pairs_label(fractions[-1], eff)} → "
                          f"{_pairs_label(fractions[0], eff)}), MAE lost: {text}{verdict} Lowest MAE with "
-                         f"{_pairs_label(fractions[0], eff)}: {names[best]}, {fewest[best]:.1f} HU.")
+                         f"{_pairs_label(fractions[0], eff)}: {EFFICIENCY_NAMES[best]}, {fewest[best]:.1f} HU.")
     for section, column, name in (("noise_level", "noise_level", "noise level σ_n"),
                                   ("steps", "network_calls", "steps")):
         rows = [r for r in section_rows(state, section)
